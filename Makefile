@@ -1,0 +1,34 @@
+# Set-up and everyday commands. `make run` and `make test` work on a fresh
+# Debian machine with Python 3.11+ (python3 and its venv module).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.yaml
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	COMMIT=$${COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} \
+		$(BIN)/status-exporter --config.file $(CONFIG) $(ARGS)
+
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check exporter tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy exporter
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

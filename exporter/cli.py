@@ -1,0 +1,155 @@
+"""Command line: Prometheus-style flags, logging, and running the daemon until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.config import Config, ConfigError, load_config, parse_listen_address
+from exporter.logs import LEVELS, configure_logging
+from exporter.web import REFRESHER, create_app
+
+log = logging.getLogger("exporter")
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; argparse exits with status 2 on a bad flag."""
+    parser = argparse.ArgumentParser(
+        prog="status-exporter",
+        description="Publish what this Python environment runs, as JSON and Prometheus metrics.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        help="path of the YAML configuration (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        default=None,
+        help="host:port to listen on; overrides web.listen_address",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=list(LEVELS),
+        help="only log messages at or above this level (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=["logfmt", "json"],
+        help="log line format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="check_config",
+        action="store_true",
+        help="validate the configuration, print the result and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"status-exporter {__version__}")
+    return parser.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    """Load the config file and apply flag overrides; raise ConfigError on any fault."""
+    config = load_config(args.config_file)
+    if args.listen_address is not None:
+        try:
+            parse_listen_address(args.listen_address)
+        except ValueError as exc:
+            raise ConfigError([f"--web.listen-address: {exc}"]) from None
+        web_config = dataclasses.replace(config.web, listen_address=args.listen_address)
+        config = dataclasses.replace(config, web=web_config)
+    return config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``status-exporter`` and ``python -m exporter``; returns the exit status."""
+    args = parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"status-exporter: config error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.check_config:
+        print(f"status-exporter: {args.config_file}: configuration is valid")
+        return EXIT_OK
+    return asyncio.run(serve(config))
+
+
+async def serve(config: Config) -> int:
+    """Serve until SIGTERM or SIGINT; return the exit status."""
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=config.web.shutdown_timeout_seconds,
+    )
+    await runner.setup()
+    address = config.web.address
+    site = web.TCPSite(runner, address.host or None, address.port, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"address": str(address), "error": str(exc)})
+        await runner.cleanup()
+        return EXIT_RUNTIME
+    listening = " ".join(_format_address(a) for a in runner.addresses)
+    log.info("listening", extra={"address": listening})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    summary = asyncio.create_task(_log_startup_summary(app, listening))
+    await stop.wait()
+    log.info("shutting down")
+    summary.cancel()
+    await runner.cleanup()
+    return EXIT_OK
+
+
+async def _log_startup_summary(app: web.Application, listening: str) -> None:
+    published = await app[REFRESHER].wait_ready()
+    s = published.snapshot
+    log.info(
+        "status-exporter started",
+        extra={
+            "version": __version__,
+            "platform": " ".join(s.platform.as_dict().values()),
+            "python": s.python.version_string,
+            "modules": len(s.modules),
+            "skipped": len(s.skipped),
+            "commit": s.commit.value,
+            "commit_source": s.commit.source,
+            "server_id": s.identity.server_id,
+            "api_version": s.api_version,
+            "listen": listening,
+        },
+    )
+    if s.commit.problem:
+        log.warning("commit source unreadable", extra={"problem": s.commit.problem})
+
+
+def _format_address(address: object) -> str:
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)

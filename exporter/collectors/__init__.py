@@ -1,0 +1,1 @@
+"""Pure, synchronous functions that gather facts; every source is injected for tests."""

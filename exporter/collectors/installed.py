@@ -1,0 +1,191 @@
+"""Installed distributions, read cheaply from ``*.dist-info`` and ``*.egg-info`` metadata.
+
+importlib.metadata parses every METADATA file whole (twice, for name and
+version); here only the header lines up to ``Version`` are read, which is what
+makes a refresh of thousands of distributions cost milliseconds.
+
+A directory whose mtime has not changed since the last scan is not read again:
+installing, upgrading or removing a distribution adds or renames an entry in
+it, which changes its mtime. A directory changed less than ``RACY_SECONDS``
+before it was scanned is read again next time, since a change within the
+file system's timestamp granularity would otherwise go unseen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+RACY_SECONDS = 2.0
+MAX_NAME_LENGTH = 200
+MAX_VERSION_LENGTH = 200
+_HEAD_BYTES = 4096
+_NORMALIZE = re.compile(r"[-_.]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """One installed distribution: its canonical (PEP 503) name and its version."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A metadata entry that was passed over, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryScan:
+    """What one directory held when it was scanned, and whether that can be reused."""
+
+    path: str
+    mtime_ns: int
+    reusable: bool
+    distributions: tuple[Distribution, ...]
+    skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledScan:
+    """The scan of every directory, in search order; the input of the next scan."""
+
+    directories: tuple[DirectoryScan, ...]
+    directories_read: int
+
+    def distributions(self) -> dict[str, str]:
+        """Name -> version; a name in several directories takes the first, as on sys.path."""
+        found: dict[str, str] = {}
+        for directory in self.directories:
+            for dist in directory.distributions:
+                found.setdefault(dist.name, dist.version)
+        return found
+
+    def skipped(self) -> tuple[Skipped, ...]:
+        """Every entry passed over, over all directories."""
+        return tuple(s for d in self.directories for s in d.skipped)
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalisation: lower case, runs of ``-_.`` become one ``-``."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+def scan_installed(
+    paths: Sequence[str],
+    previous: InstalledScan | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> InstalledScan:
+    """Scan ``paths`` for distributions, reusing ``previous`` for unchanged directories."""
+    earlier = {d.path: d for d in previous.directories} if previous else {}
+    directories: list[DirectoryScan] = []
+    read = 0
+    for path in _unique(paths):
+        try:
+            mtime_ns = os.stat(path).st_mtime_ns
+        except OSError:
+            continue  # sys.path names zip files and folders that need not exist
+        before = earlier.get(path)
+        if before is not None and before.reusable and before.mtime_ns == mtime_ns:
+            directories.append(before)
+            continue
+        scanned_at = clock()
+        scan = _scan_directory(path, mtime_ns, scanned_at)
+        if scan is not None:
+            directories.append(scan)
+            read += 1
+    return InstalledScan(directories=tuple(directories), directories_read=read)
+
+
+def _unique(paths: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for p in paths:
+        p = os.path.abspath(p or os.curdir)
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectoryScan | None:
+    try:
+        with os.scandir(path) as entries:
+            names = sorted(e.name for e in entries)
+    except (NotADirectoryError, FileNotFoundError):
+        return None
+    except OSError as exc:
+        return DirectoryScan(path, mtime_ns, False, (), (Skipped(path, f"cannot list: {exc}"),))
+    dists: list[Distribution] = []
+    skipped: list[Skipped] = []
+    for name in names:
+        if name.endswith(".dist-info"):
+            metadata = os.path.join(path, name, "METADATA")
+        elif name.endswith(".egg-info"):
+            entry = os.path.join(path, name)
+            metadata = os.path.join(entry, "PKG-INFO") if os.path.isdir(entry) else entry
+        else:
+            continue
+        try:
+            dists.append(read_distribution(metadata))
+        except MetadataError as exc:
+            skipped.append(Skipped(metadata, str(exc)))
+    reusable = scanned_at - mtime_ns / 1e9 > RACY_SECONDS
+    return DirectoryScan(path, mtime_ns, reusable, tuple(dists), tuple(skipped))
+
+
+class MetadataError(Exception):
+    """A metadata file that cannot give a usable name and version."""
+
+
+def read_distribution(metadata_path: str) -> Distribution:
+    """Read ``Name`` and ``Version`` from the header of a METADATA or PKG-INFO file."""
+    try:
+        with open(metadata_path, "rb") as handle:
+            head = handle.read(_HEAD_BYTES)
+            fields = _header_fields(head)
+            if ("Name" not in fields or "Version" not in fields) and len(head) == _HEAD_BYTES:
+                fields = _header_fields(head + handle.read())
+    except OSError as exc:
+        raise MetadataError(f"cannot read: {exc.strerror or exc}") from None
+    name = _field(fields, "Name", MAX_NAME_LENGTH)
+    version = _field(fields, "Version", MAX_VERSION_LENGTH)
+    return Distribution(canonical_name(name), version)
+
+
+def _header_fields(data: bytes) -> dict[str, bytes]:
+    """The first ``Name`` and ``Version`` lines of an RFC 822 style header block."""
+    fields: dict[str, bytes] = {}
+    for line in data.split(b"\n"):
+        line = line.rstrip(b"\r")
+        if not line:
+            break  # the header ends at the first empty line; the body follows
+        key, sep, value = line.partition(b":")
+        if sep and key in (b"Name", b"Version"):
+            fields.setdefault(key.decode(), value.strip())
+            if len(fields) == 2:
+                break
+    return fields
+
+
+def _field(fields: dict[str, bytes], key: str, limit: int) -> str:
+    raw = fields.get(key)
+    if not raw:
+        raise MetadataError(f"no {key}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MetadataError(f"{key} is not valid UTF-8") from None
+    if len(text) > limit:
+        raise MetadataError(f"{key} is longer than {limit} characters")
+    if not text.isprintable():
+        raise MetadataError(f"{key} contains control characters")
+    return text

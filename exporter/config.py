@@ -1,0 +1,288 @@
+"""Typed, frozen settings and the loader that validates ``config.yaml``.
+
+``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError`
+listing every problem found, each naming the file, the dotted key and what is
+wrong. The schema is the dataclasses below: a field's type says what YAML value
+it accepts, and an optional ``check`` in its metadata adds a rule of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+DEFAULT_PORT = 8393
+DEFAULT_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` holds one line per fault."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A parsed ``host:port``; an empty host means every interface."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """Parse ``host:port``, ``[v6]:port`` or ``:port``; raise ValueError on anything else."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 host in brackets, as [::1]:{port_text}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"{text!r}: the port must be a number from 0 to 65535")
+    if any(c.isspace() for c in host):
+        raise ValueError(f"{text!r}: the host contains white space")
+    return ListenAddress(host=host, port=int(port_text))
+
+
+def _check_listen_address(value: str) -> str | None:
+    try:
+        parse_listen_address(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_positive(value: float) -> str | None:
+    return None if value > 0 else f"must be greater than 0, got {value}"
+
+
+def _check_at_least_one(value: int) -> str | None:
+    return None if value >= 1 else f"must be 1 or more, got {value}"
+
+
+def _check_not_blank(values: tuple[str, ...]) -> str | None:
+    return "entries must not be empty" if any(not v.strip() for v in values) else None
+
+
+def _rule(check: Callable[[Any], str | None]) -> dict[str, Any]:
+    return {"check": check}
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """Where the HTTP server listens and how it shuts down."""
+
+    listen_address: str = field(
+        default=DEFAULT_LISTEN_ADDRESS, metadata=_rule(_check_listen_address)
+    )
+    shutdown_timeout_seconds: float = field(default=1.0, metadata=_rule(_check_positive))
+
+    @property
+    def address(self) -> ListenAddress:
+        """The listen address, parsed (validated when the config was loaded)."""
+        return parse_listen_address(self.listen_address)
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    """What the monitored application calls itself."""
+
+    api_version: int = field(default=1, metadata=_rule(_check_at_least_one))
+    version: str | None = None
+    distribution: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitConfig:
+    """Where the commit comes from; the first source that yields a value wins."""
+
+    value: str | None = None
+    env: tuple[str, ...] = field(
+        default=("COMMIT", "GIT_COMMIT", "SOURCE_COMMIT"), metadata=_rule(_check_not_blank)
+    )
+    file: str | None = None
+    git_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModulesConfig:
+    """Which modules are reported and from where."""
+
+    source: Literal["installed", "loaded"] = "installed"
+    paths: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+    include: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+    exclude: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshConfig:
+    """How often the facts are gathered again."""
+
+    interval_seconds: float = field(default=60.0, metadata=_rule(_check_positive))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration, as ``config.yaml`` lays it out."""
+
+    web: WebConfig = field(default_factory=WebConfig)
+    app: AppConfig = field(default_factory=AppConfig)
+    commit: CommitConfig = field(default_factory=CommitConfig)
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the YAML file at ``path``; raise ConfigError naming every problem.
+
+    Relative paths inside the file (``commit.file``, ``commit.git_dir``,
+    ``modules.paths``) are taken relative to the file's own directory, as
+    Prometheus does.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}: invalid YAML{at}: {problem}"]) from None
+    config = config_from_mapping({} if data is None else data, source=str(path))
+    return _resolve_paths(config, path.parent)
+
+
+def config_from_mapping(data: object, *, source: str = "config") -> Config:
+    """Validate an already parsed mapping against the schema; raise ConfigError on faults."""
+    problems: list[str] = []
+    config = _build(Config, data, "", problems)
+    if problems:
+        raise ConfigError([f"{source}: {p}" for p in problems])
+    assert isinstance(config, Config)
+    return config
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    def resolve(p: str) -> str:
+        return str(base / p) if not Path(p).is_absolute() else p
+
+    commit = dataclasses.replace(
+        config.commit,
+        file=resolve(config.commit.file) if config.commit.file else None,
+        git_dir=resolve(config.commit.git_dir) if config.commit.git_dir else None,
+    )
+    modules = dataclasses.replace(
+        config.modules, paths=tuple(resolve(p) for p in config.modules.paths)
+    )
+    return dataclasses.replace(config, commit=commit, modules=modules)
+
+
+def _build(cls: type, data: object, prefix: str, problems: list[str]) -> object:
+    """Build dataclass ``cls`` from ``data``, appending one line to ``problems`` per fault."""
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(data, Mapping):
+        problems.append(f"{where}: expected a mapping of keys, got {_describe(data)}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append(f"{prefix}{key}: unknown key (known keys here: {known})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key = f"{prefix}{name}"
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(typing.cast(type, hint), data[name], f"{key}.", problems)
+            continue
+        value, problem = _coerce(hint, data[name])
+        if problem is None and "check" in f.metadata and value is not None:
+            problem = f.metadata["check"](value)
+        if problem is not None:
+            problems.append(f"{key}: {problem}")
+        else:
+            values[name] = value
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: object) -> tuple[Any, str | None]:
+    """Return ``(value, None)`` when ``value`` fits type ``hint``, else ``(None, problem)``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None, None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value)
+    if origin is Literal:
+        if value in args:
+            return value, None
+        choices = ", ".join(repr(a) for a in args)
+        return None, f"must be one of {choices}, got {_describe(value)}"
+    if origin is tuple:
+        if not isinstance(value, list):
+            return None, f"expected a list, got {_describe(value)}"
+        items = []
+        for index, item in enumerate(value):
+            coerced, problem = _coerce(args[0], item)
+            if problem is not None:
+                return None, f"item {index}: {problem}"
+            items.append(coerced)
+        return tuple(items), None
+    if hint is bool:
+        if isinstance(value, bool):
+            return value, None
+        return None, f"expected true or false, got {_describe(value)}"
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        return None, f"expected an integer, got {_describe(value)}"
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value), None
+        return None, f"expected a number, got {_describe(value)}"
+    if hint is str:
+        if isinstance(value, str):
+            return value, None
+        hint_text = f" (quote it: '{value}')" if isinstance(value, int | float) else ""
+        return None, f"expected a string, got {_describe(value)}{hint_text}"
+    raise TypeError(f"unsupported config type {hint!r}")  # a schema bug, not user input
+
+
+def _describe(value: object) -> str:
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
+    kind = names.get(type(value), type(value).__name__)
+    if isinstance(value, dict | list):
+        return kind
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return f"{kind} {shown}" if value is not None else kind

@@ -1,0 +1,1 @@
+"""Renderers: each turns a snapshot into bytes once per refresh."""

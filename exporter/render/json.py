@@ -1,0 +1,69 @@
+"""The status document of ``GET /api/v1/status/``, field for field as the original API.
+
+The document is serialised once per refresh around a marker standing where
+``server_address`` goes; a request splices its Host header in, so a response
+costs a concatenation (cached per Host), not a serialisation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any
+
+from exporter.snapshot import Snapshot
+
+_MARKER = "\x00server_address\x00"  # control characters never reach a snapshot, so it is unique
+_HOST_CACHE_SIZE = 32
+
+
+def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
+    """The status as a plain dict: the original fields first, then what this daemon adds."""
+    return {
+        "api_version": snapshot.api_version,
+        "commit": snapshot.commit.value,
+        "server_address": server_address,
+        "platform_info": snapshot.platform.as_dict(),
+        "python_version": snapshot.python.version_string,
+        "modules": dict(snapshot.modules),
+        "server_id": snapshot.identity.server_id,
+        "started_at": _rfc3339(snapshot.identity.started_at),
+        "refreshed_at": _rfc3339(snapshot.taken_at),
+    }
+
+
+class StatusDocument:
+    """Pre-serialised JSON, compact and pretty, that takes the request's Host per call."""
+
+    __slots__ = ("_cache", "_compact", "_pretty")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        fields = status_fields(snapshot, _MARKER)
+        self._compact = _split(json.dumps(fields, separators=(",", ":")))
+        self._pretty = _split(json.dumps(fields, indent=2) + "\n")
+        self._cache: dict[tuple[str, bool], bytes] = {}
+
+    def body(self, server_address: str, *, pretty: bool = False) -> bytes:
+        """The document with ``server_address`` filled in."""
+        key = (server_address, pretty)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        head, tail = self._pretty if pretty else self._compact
+        body = head + json.dumps(server_address).encode() + tail
+        if len(self._cache) >= _HOST_CACHE_SIZE:
+            self._cache.clear()  # hostile Host headers cannot grow it without bound
+        self._cache[key] = body
+        return body
+
+
+def _split(text: str) -> tuple[bytes, bytes]:
+    head, marker, tail = text.partition(json.dumps(_MARKER))
+    if not marker or json.dumps(_MARKER) in tail:
+        raise ValueError("server_address marker must appear exactly once")
+    return head.encode(), tail.encode()
+
+
+def _rfc3339(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,29 @@
+"""Everything served for one snapshot, rendered together once per refresh."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.refresh import RefreshStats
+from exporter.render.html import render_landing
+from exporter.render.json import StatusDocument
+from exporter.render.prometheus import MetricsPages
+from exporter.snapshot import Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    """The pre-rendered responses of one snapshot."""
+
+    metrics: MetricsPages
+    status: StatusDocument
+    landing: bytes
+
+
+def render_pages(snapshot: Snapshot, stats: RefreshStats) -> Pages:
+    """Render every response body of ``snapshot``; called by the refresher, off the event loop."""
+    return Pages(
+        metrics=MetricsPages(snapshot, stats),
+        status=StatusDocument(snapshot),
+        landing=render_landing(snapshot, stats),
+    )

@@ -1,0 +1,242 @@
+"""Prometheus exposition of a snapshot: text 0.0.4 and OpenMetrics 1.0.0, plain and gzip.
+
+The only module that imports prometheus_client. The snapshot's series are
+rendered once per refresh. The process and GC metrics change on every scrape;
+they are rendered at most once per ``PROCESS_MAX_AGE_SECONDS`` and appended to
+the cached body, before the OpenMetrics ``# EOF``. Their gzip form is spliced
+onto the cached compressed body (deflate blocks after a sync flush, with a
+combined CRC), so a scrape never recompresses the large part.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
+from prometheus_client import exposition as text_format
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.openmetrics import exposition as openmetrics_format
+from prometheus_client.registry import Collector
+
+from exporter.refresh import CHANGE_KINDS, RefreshStats
+from exporter.snapshot import Snapshot
+
+CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+PROCESS_MAX_AGE_SECONDS = 1.0
+_OM_EOF = b"# EOF\n"
+_GZIP_LEVEL = 6
+# magic, deflate, no flags, mtime 0, no extra flags, OS unknown (RFC 1952)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+# prometheus_client leaves this one function without annotations.
+_generate_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics_format.generate_latest
+
+
+class SnapshotCollector(Collector):
+    """Builds new metric families from one snapshot on every ``collect()``.
+
+    Sample exposition::
+
+        build_info{api_version="1",commit="178d2ea",version="2.3.0"} 1.0
+        platform_info{machine="x86_64",node="web-1",processor="",release="6.1.0",...} 1.0
+        module_info{module="django",version="4.2.1"} 1.0
+        status_exporter_module_changes_total{change="upgraded"} 2.0
+    """
+
+    def __init__(self, snapshot: Snapshot, stats: RefreshStats) -> None:
+        self._snapshot = snapshot
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        """The application facts, then the exporter's own health."""
+        yield from self._facts()
+        yield from self._health()
+
+    def _facts(self) -> Iterable[Metric]:
+        s = self._snapshot
+        every = f"Refreshed every {s.refresh_interval_seconds:g} seconds."
+        yield InfoMetricFamily(
+            "build",
+            "The monitored application's API version, commit and version. " + every,
+            value={
+                "api_version": str(s.api_version),
+                "commit": s.commit.value,
+                "version": s.app_version,
+            },
+        )
+        yield InfoMetricFamily(
+            "python",
+            "The Python implementation and version of the environment.",
+            value=s.python.labels(),
+        )
+        yield InfoMetricFamily(
+            "platform",
+            "The platform.uname() fields of the host. " + every,
+            value=s.platform.as_dict(),
+        )
+        modules = InfoMetricFamily(
+            "module",
+            "One series per installed module and its version. " + every,
+            labels=("module", "version"),
+        )
+        for name, version in s.modules.items():
+            modules.add_metric((name, version), {})
+        yield modules
+
+    def _health(self) -> Iterable[Metric]:
+        s, stats = self._snapshot, self._stats
+        yield InfoMetricFamily(
+            "status_exporter_build",
+            "The version of status-exporter itself.",
+            value={"version": s.identity.exporter_version},
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_refresh_duration_seconds",
+            "How long the latest refresh took to gather the facts.",
+            value=stats.last_duration_seconds,
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_last_refresh_timestamp_seconds",
+            "Unix time of the latest successful refresh.",
+            value=stats.last_success_timestamp or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_refresh_interval_seconds",
+            "The configured time between refreshes.",
+            value=s.refresh_interval_seconds,
+        )
+        yield CounterMetricFamily(
+            "status_exporter_refreshes", "Refreshes attempted.", value=stats.refreshes
+        )
+        yield CounterMetricFamily(
+            "status_exporter_refresh_errors",
+            "Refreshes that failed; the last good snapshot stays published.",
+            value=stats.errors,
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_modules", "Modules published in module_info.", value=len(s.modules)
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_modules_skipped",
+            "Distributions whose metadata could not be read in the latest refresh.",
+            value=len(s.skipped),
+        )
+        changes = CounterMetricFamily(
+            "status_exporter_module_changes",
+            "Module changes seen between refreshes, by kind.",
+            labels=("change",),
+        )
+        for kind in CHANGE_KINDS:
+            changes.add_metric((kind,), stats.changes.get(kind, 0))
+        yield changes
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One exposition in both formats (the OpenMetrics one without its ``# EOF``)."""
+
+    text: bytes
+    openmetrics: bytes
+
+    def select(self, openmetrics: bool) -> bytes:
+        """The text or OpenMetrics form."""
+        return self.openmetrics if openmetrics else self.text
+
+
+def _registry_of(collector: Collector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def _render(registry: CollectorRegistry) -> Fragment:
+    openmetrics = _generate_openmetrics(registry)
+    assert openmetrics.endswith(_OM_EOF)
+    return Fragment(text_format.generate_latest(registry), openmetrics[: -len(_OM_EOF)])
+
+
+class ProcessMetrics:
+    """The exporter process's own metrics, re-rendered at most once per ``max_age`` seconds."""
+
+    def __init__(
+        self,
+        *,
+        max_age: float = PROCESS_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self._registry)
+        GCCollector(registry=self._registry)
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamp = -float("inf")
+        self._current = Fragment(b"", b"")
+
+    def current(self) -> Fragment:
+        """The latest rendering, refreshed first if older than ``max_age``."""
+        now = self._clock()
+        if now - self._stamp >= self._max_age:
+            with self._lock:
+                if now - self._stamp >= self._max_age:
+                    self._current = _render(self._registry)
+                    self._stamp = now
+        return self._current
+
+
+class MetricsPages:
+    """The ``/metrics`` bodies of one snapshot, in every format, with the process part appended."""
+
+    __slots__ = ("_assembled", "_static", "_static_deflate")
+
+    def __init__(self, snapshot: Snapshot, stats: RefreshStats) -> None:
+        self._static = _render(_registry_of(SnapshotCollector(snapshot, stats)))
+        self._static_deflate = {om: _GzipHead.of(self._static.select(om)) for om in (False, True)}
+        self._assembled: dict[tuple[bool, bool], tuple[Fragment, bytes]] = {}
+
+    def body(self, dynamic: Fragment, *, openmetrics: bool, gzip: bool) -> bytes:
+        """The full body for the format and encoding asked, with ``dynamic`` appended."""
+        key = (openmetrics, gzip)
+        cached = self._assembled.get(key)
+        if cached is not None and cached[0] is dynamic:
+            return cached[1]
+        tail = dynamic.select(openmetrics) + (_OM_EOF if openmetrics else b"")
+        if gzip:
+            body = self._static_deflate[openmetrics].finish(tail)
+        else:
+            body = self._static.select(openmetrics) + tail
+        self._assembled[key] = (dynamic, body)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class _GzipHead:
+    """A gzip member's header and deflate blocks ending in a sync flush, awaiting a tail."""
+
+    compressed: bytes
+    crc: int
+    size: int
+
+    @classmethod
+    def of(cls, data: bytes) -> _GzipHead:
+        deflate = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        compressed = _GZIP_HEADER + deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        return cls(compressed, zlib.crc32(data), len(data))
+
+    def finish(self, tail: bytes) -> bytes:
+        deflate = zlib.compressobj(_GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        blocks = deflate.compress(tail) + deflate.flush(zlib.Z_FINISH)
+        trailer = struct.pack(
+            "<II", zlib.crc32(tail, self.crc), (self.size + len(tail)) & 0xFFFFFFFF
+        )
+        return self.compressed + blocks + trailer

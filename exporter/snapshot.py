@@ -1,0 +1,129 @@
+"""An immutable snapshot of every fact, and the function that takes one.
+
+A snapshot is replaced whole on each refresh and never mutated; renderers and
+handlers read it without locks.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType, ModuleType
+from typing import Any
+
+from exporter import __version__
+from exporter.collectors.commit import Commit, collect_commit
+from exporter.collectors.installed import InstalledScan, Skipped, canonical_name, scan_installed
+from exporter.collectors.loaded import collect_loaded
+from exporter.collectors.modules import ModuleFilter
+from exporter.collectors.platform import PlatformInfo, collect_platform
+from exporter.collectors.python import PythonInfo, collect_python
+from exporter.config import Config
+
+UNKNOWN_VERSION = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Facts fixed for the life of the process."""
+
+    server_id: str
+    started_at: float
+    exporter_version: str = __version__
+
+    @classmethod
+    def new(cls, clock: Callable[[], float] = time.time) -> Identity:
+        """A fresh identity: a random UUID4 and the current time."""
+        return cls(server_id=str(uuid.uuid4()), started_at=clock())
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where facts come from; the defaults are this process, tests inject their own."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    uname: Callable[[], Any] = platform.uname
+    sys_path: Callable[[], Sequence[str]] = lambda: list(sys.path)
+    sys_modules: Callable[[], Mapping[str, ModuleType | None]] = lambda: sys.modules
+    clock: Callable[[], float] = time.time
+    perf_counter: Callable[[], float] = time.perf_counter
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Every fact the exporter publishes, plus when and how it was gathered."""
+
+    identity: Identity
+    api_version: int
+    app_version: str
+    commit: Commit
+    platform: PlatformInfo
+    python: PythonInfo
+    modules: Mapping[str, str]
+    skipped: tuple[Skipped, ...]
+    refresh_interval_seconds: float
+    taken_at: float
+    duration_seconds: float
+    installed_scan: InstalledScan | None = None
+
+
+def take_snapshot(
+    config: Config,
+    identity: Identity,
+    previous: Snapshot | None = None,
+    sources: Sources | None = None,
+) -> Snapshot:
+    """Gather every fact now; ``previous`` lets unchanged directories be skipped."""
+    sources = sources or Sources()
+    started = sources.perf_counter()
+    scan: InstalledScan | None = None
+    if config.modules.source == "installed":
+        paths = config.modules.paths or sources.sys_path()
+        scan = scan_installed(
+            paths, previous.installed_scan if previous else None, clock=sources.clock
+        )
+        found, skipped = scan.distributions(), scan.skipped()
+    else:
+        found, skipped = collect_loaded(sources.sys_modules())
+    modules = ModuleFilter(config.modules.include, config.modules.exclude).apply(found)
+    commit = collect_commit(
+        value=config.commit.value,
+        env_names=config.commit.env,
+        environ=sources.environ,
+        file=config.commit.file,
+        git_dir=config.commit.git_dir,
+    )
+    return Snapshot(
+        identity=identity,
+        api_version=config.app.api_version,
+        app_version=_app_version(config, found),
+        commit=commit,
+        platform=collect_platform(sources.uname),
+        python=collect_python(),
+        modules=MappingProxyType(modules),
+        skipped=skipped,
+        refresh_interval_seconds=config.refresh.interval_seconds,
+        taken_at=sources.clock(),
+        duration_seconds=sources.perf_counter() - started,
+        installed_scan=scan,
+    )
+
+
+def _app_version(config: Config, found: Mapping[str, str]) -> str:
+    if config.app.version:
+        return config.app.version
+    name = config.app.distribution
+    if not name:
+        return UNKNOWN_VERSION
+    if canonical_name(name) in found:
+        return found[canonical_name(name)]
+    try:
+        return importlib.metadata.version(name)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return UNKNOWN_VERSION
