@@ -95,7 +95,7 @@ def _log_news(
         log.info(
             "module %s",
             change.kind,
-            extra={"module": change.module, "old": change.old, "new": change.new},
+            extra={"package": change.module, "old": change.old, "new": change.new},
         )
     already = set(previous.snapshot.skipped) if previous else set()
     for skipped in published.snapshot.skipped:

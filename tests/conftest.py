@@ -1,0 +1,46 @@
+"""Fixtures shared by the tests; the helpers they use live in support.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from support import FakeEnvironment, StartClient, git, quiet_sources, tool
+
+from exporter.config import Config
+from exporter.snapshot import Identity, Sources
+from exporter.web import REFRESHER, create_app
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path) -> FakeEnvironment:
+    """An empty fake site-packages."""
+    return FakeEnvironment(tmp_path / "site-packages")
+
+
+@pytest.fixture
+def start_client(aiohttp_client) -> StartClient:  # type: ignore[no-untyped-def]
+    """Start the app for a config over a real socket and wait for its first snapshot."""
+
+    async def start(config: Config, *, sources: Sources | None = None) -> TestClient:
+        app = create_app(config, identity=Identity.new(), sources=sources or quiet_sources())
+        client = await aiohttp_client(app)
+        await app[REFRESHER].wait_ready()
+        return client
+
+    return start
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    """A work tree with two commits on branch main."""
+    tool("git")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    for n in (1, 2):
+        (repo / "f").write_text(str(n))
+        git(repo, "add", "f")
+        git(repo, "commit", "-q", "-m", f"c{n}")
+    return repo

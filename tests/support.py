@@ -1,0 +1,210 @@
+"""Test helpers: fake environments as real directories, parsing, real git repositories, tools."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter.config import Config, config_from_mapping
+from exporter.snapshot import Sources
+from exporter.web import REFRESHER
+
+REQUIRE_TOOLS = os.environ.get("STATUS_EXPORTER_REQUIRE_TOOLS") == "1"
+
+
+class FakeEnvironment:
+    """A site-packages directory that tests install into, upgrade and remove from, as pip does."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+
+    def install(self, name: str, version: str, *, kind: str = "dist-info") -> Path:
+        """Write a distribution's metadata; ``kind`` is dist-info, egg-info or egg-info-file."""
+        text = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: test\n\nBody\n"
+        return self.install_raw(f"{name}-{version}", text.encode(), kind=kind)
+
+    def install_raw(self, stem: str, metadata: bytes, *, kind: str = "dist-info") -> Path:
+        """Write metadata bytes as they are, for hostile and broken cases."""
+        if kind == "egg-info-file":
+            target = self.path / f"{stem}.egg-info"
+            target.write_bytes(metadata)
+            return target
+        folder = self.path / f"{stem}.{kind}"
+        folder.mkdir()
+        (folder / ("METADATA" if kind == "dist-info" else "PKG-INFO")).write_bytes(metadata)
+        return folder
+
+    def remove(self, name: str) -> None:
+        """Delete every metadata entry of ``name``."""
+        for entry in self.path.glob(f"{name}-*"):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    def upgrade(self, name: str, version: str) -> None:
+        """Replace ``name`` with another version, as pip does."""
+        self.remove(name)
+        self.install(name, version)
+
+
+def make_config(**sections: dict[str, object]) -> Config:
+    """A Config from keyword sections, validated as a YAML file would be."""
+    return config_from_mapping(sections)
+
+
+def env_config(env: FakeEnvironment, **sections: dict[str, object]) -> Config:
+    """A config that reads modules from ``env`` and takes the commit from a fixed value."""
+    sections.setdefault("modules", {"paths": [str(env.path)]})
+    sections.setdefault("commit", {"value": "abc1234", "env": []})
+    return make_config(**sections)
+
+
+def quiet_sources() -> Sources:
+    """This process's sources, but an empty environment, so tests see only what they set."""
+    return Sources(environ={})
+
+
+StartClient = Callable[..., Awaitable[TestClient]]
+
+
+async def refresh(client: TestClient) -> None:
+    """Run one refresh of the app behind ``client`` now."""
+    assert await client.app[REFRESHER].refresh_now()
+
+
+async def fetch_metrics(client: TestClient, *, openmetrics: bool = False) -> dict[str, object]:
+    """GET /metrics and parse it with prometheus_client's own parser: family name -> family."""
+    headers = {"Accept": "application/openmetrics-text; version=1.0.0"} if openmetrics else {}
+    response = await client.get("/metrics", headers=headers)
+    assert response.status == 200
+    text = await response.text()
+    parse = parse_openmetrics if openmetrics else parse_text
+    return {family.name: family for family in parse(text)}
+
+
+def module_series(families: dict[str, object], *, openmetrics: bool = False) -> dict[str, str]:
+    """The module -> version pairs of the module_info family."""
+    family = families["module" if openmetrics else "module_info"]
+    return {s.labels["module"]: s.labels["version"] for s in family.samples}  # type: ignore[attr-defined]
+
+
+def gunzip(data: bytes) -> bytes:
+    """Decompress a gzip body."""
+    return gzip.decompress(data)
+
+
+def tool(name: str) -> str:
+    """Path of a required external tool: skip when missing, fail when CI requires it."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if REQUIRE_TOOLS:
+        pytest.fail(f"{name} is required (STATUS_EXPORTER_REQUIRE_TOOLS=1) but not installed")
+    pytest.skip(f"{name} not installed")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity and return its output."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+class Daemon:
+    """``python -m exporter`` as a child on 127.0.0.1 with a free port, read from its log."""
+
+    def __init__(self, config_file: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config.file",
+                str(config_file),
+                "--web.listen-address",
+                "127.0.0.1:0",
+                *args,
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        try:
+            listening = self.wait_for("listening")
+        except BaseException:
+            self.__exit__()
+            raise
+        self.address = re.findall(r"127\.0\.0\.1:\d+", listening)[0]
+        self.url = f"http://{self.address}"
+
+    def wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        """Read log lines until one contains ``needle``; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        assert self.process.stderr is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.process.stderr], [], [], 0.1)
+            if not ready:
+                continue
+            line = self.process.stderr.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if needle in line:
+                return line
+        raise AssertionError(f"no log line with {needle!r}; got:\n{''.join(self.lines)}")
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """A blocking GET on the daemon; returns status and body."""
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 5.0) -> tuple[int, float]:
+        """Send ``signum``; return the exit status and the seconds it took to exit."""
+        started = time.monotonic()
+        self.process.send_signal(signum)
+        code = self.process.wait(timeout)
+        elapsed = time.monotonic() - started
+        assert self.process.stderr is not None
+        self.lines.extend(self.process.stderr.readlines())
+        return code, elapsed
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
