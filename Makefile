@@ -30,5 +30,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Ratios against baselines run side by side (needs wrk for real figures:
+# apt-get install wrk prometheus-node-exporter). BENCH_ARGS='--distributions 10000'.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -90,7 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(f"status-exporter: {args.config_file}: configuration is valid")
         return EXIT_OK
-    return asyncio.run(serve(config))
+    with asyncio.Runner(loop_factory=_loop_factory(config.web.uvloop)) as runner:
+        return runner.run(serve(config))
+
+
+def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when asked for and installed (the ``uvloop`` extra), else asyncio's."""
+    if not use_uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def serve(config: Config) -> int:
@@ -112,7 +124,8 @@ async def serve(config: Config) -> int:
         await runner.cleanup()
         return EXIT_RUNTIME
     listening = " ".join(_format_address(a) for a in runner.addresses)
-    log.info("listening", extra={"address": listening})
+    event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    log.info("listening", extra={"address": listening, "event_loop": event_loop})
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

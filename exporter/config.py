@@ -90,6 +90,7 @@ class WebConfig:
         default=DEFAULT_LISTEN_ADDRESS, metadata=_rule(_check_listen_address)
     )
     shutdown_timeout_seconds: float = field(default=1.0, metadata=_rule(_check_positive))
+    uvloop: bool = True
 
     @property
     def address(self) -> ListenAddress:

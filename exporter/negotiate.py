@@ -12,6 +12,12 @@ _OPENMETRICS_VERSIONS = ("", "0.0.1", "1.0.0")
 
 
 @lru_cache(maxsize=256)
+def metrics_variant(accept: str, accept_encoding: str) -> tuple[bool, bool]:
+    """``(openmetrics, gzip)`` for a request's Accept and Accept-Encoding headers."""
+    return wants_openmetrics(accept), accepts_gzip(accept_encoding)
+
+
+@lru_cache(maxsize=256)
 def wants_openmetrics(accept: str) -> bool:
     """Whether ``accept`` ranks OpenMetrics 1.0 (or 0.0.1) at least as high as plain text."""
     best_openmetrics = best_text = 0.0

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from exporter.config import Config
-from exporter.negotiate import accepts_gzip, wants_openmetrics
-from exporter.refresh import Published, Refresher
+from exporter.negotiate import metrics_variant
+from exporter.refresh import Refresher
 from exporter.render.pages import Pages, render_pages
 from exporter.render.prometheus import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, ProcessMetrics
 from exporter.snapshot import Identity, Sources
@@ -28,11 +29,13 @@ _HTML_HEADERS = {
 _JSON_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
 _TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8"}
 _METRICS_HEADERS = {
-    (openmetrics, gzip): {
-        "Content-Type": CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT,
-        "Vary": "Accept, Accept-Encoding",
-        **({"Content-Encoding": "gzip"} if gzip else {}),
-    }
+    (openmetrics, gzip): CIMultiDict(
+        {
+            "Content-Type": CONTENT_TYPE_OPENMETRICS if openmetrics else CONTENT_TYPE_TEXT,
+            "Vary": "Accept, Accept-Encoding",
+            **({"Content-Encoding": "gzip"} if gzip else {}),
+        }
+    )
     for openmetrics in (False, True)
     for gzip in (False, True)
 }
@@ -45,15 +48,17 @@ def create_app(
 ) -> web.Application:
     """Build the application; its refresher starts with the app and stops with it."""
     app = web.Application()
-    app[REFRESHER] = Refresher(config, publish=render_pages, identity=identity, sources=sources)
+    refresher = Refresher(config, publish=render_pages, identity=identity, sources=sources)
+    app[REFRESHER] = refresher
     app[PROCESS_METRICS] = ProcessMetrics()
     app.cleanup_ctx.append(_refresh_in_background)
-    app.router.add_get("/", landing)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/status/", status)
-    app.router.add_get("/api/v1/status", status)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    handlers = _Handlers(refresher, app[PROCESS_METRICS])
+    app.router.add_get("/", handlers.landing)
+    app.router.add_get("/metrics", handlers.metrics)
+    app.router.add_get("/api/v1/status/", handlers.status)
+    app.router.add_get("/api/v1/status", handlers.status)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
     return app
 
 
@@ -67,48 +72,47 @@ async def _refresh_in_background(app: web.Application) -> AsyncIterator[None]:
     refresher.close()
 
 
-def _published(request: web.Request) -> Published[Pages] | None:
-    return request.app[REFRESHER].published
+class _Handlers:
+    """The request handlers, bound to what they read so a request does no lookups."""
 
+    __slots__ = ("_process", "_refresher")
 
-async def metrics(request: web.Request) -> web.Response:
-    """``GET /metrics``: the exposition in the format and encoding the client accepts."""
-    published = _published(request)
-    if published is None:
-        return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
-    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-    gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-    body = published.product.metrics.body(
-        request.app[PROCESS_METRICS].current(), openmetrics=openmetrics, gzip=gzip
-    )
-    return web.Response(body=body, headers=_METRICS_HEADERS[openmetrics, gzip])
+    def __init__(self, refresher: Refresher[Pages], process: ProcessMetrics) -> None:
+        self._refresher = refresher
+        self._process = process
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the exposition in the format and encoding the client accepts."""
+        published = self._refresher.published
+        if published is None:
+            return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
+        headers = request.headers
+        variant = metrics_variant(headers.get("Accept", ""), headers.get("Accept-Encoding", ""))
+        body = published.product.metrics.body(self._process.current(), variant)
+        return web.Response(body=body, headers=_METRICS_HEADERS[variant])
 
-async def status(request: web.Request) -> web.Response:
-    """``GET /api/v1/status/``: the original status JSON; ``?pretty`` indents it."""
-    published = _published(request)
-    if published is None:
-        return web.Response(status=503, body=_NOT_READY_JSON, headers=_JSON_HEADERS)
-    pretty = "pretty" in request.query
-    body = published.product.status.body(request.host, pretty=pretty)
-    return web.Response(body=body, headers=_JSON_HEADERS)
+    async def status(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/status/``: the original status JSON; ``?pretty`` indents it."""
+        published = self._refresher.published
+        if published is None:
+            return web.Response(status=503, body=_NOT_READY_JSON, headers=_JSON_HEADERS)
+        pretty = "pretty" in request.query
+        body = published.product.status.body(request.host, pretty=pretty)
+        return web.Response(body=body, headers=_JSON_HEADERS)
 
+    async def landing(self, request: web.Request) -> web.Response:
+        """``GET /``: the landing page for people."""
+        published = self._refresher.published
+        if published is None:
+            return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
+        return web.Response(body=published.product.landing, headers=_HTML_HEADERS)
 
-async def landing(request: web.Request) -> web.Response:
-    """``GET /``: the landing page for people."""
-    published = _published(request)
-    if published is None:
-        return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
-    return web.Response(body=published.product.landing, headers=_HTML_HEADERS)
+    async def healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: 200 while the process serves requests."""
+        return web.Response(body=b"ok\n", headers=_TEXT_HEADERS)
 
-
-async def healthz(request: web.Request) -> web.Response:
-    """``GET /healthz``: 200 while the process serves requests."""
-    return web.Response(body=b"ok\n", headers=_TEXT_HEADERS)
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """``GET /readyz``: 200 once the first snapshot is published, 503 before."""
-    if _published(request) is None:
-        return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
-    return web.Response(body=b"ready\n", headers=_TEXT_HEADERS)
+    async def readyz(self, request: web.Request) -> web.Response:
+        """``GET /readyz``: 200 once the first snapshot is published, 503 before."""
+        if self._refresher.published is None:
+            return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
+        return web.Response(body=b"ready\n", headers=_TEXT_HEADERS)

@@ -111,3 +111,15 @@ def test_json_log_format(config_file):
         assert record["level"] == "info"
         assert record["modules"] == 1
         daemon.stop()
+
+
+@pytest.mark.parametrize(("switch", "expected"), [("true", "uvloop"), ("false", "asyncio")])
+def test_uvloop_switch(tmp_path, switch, expected):
+    """web.uvloop picks uvloop when installed, and false keeps asyncio's loop."""
+    path = tmp_path / "config.yaml"
+    path.write_text(f"web: {{uvloop: {switch}}}\nmodules: {{paths: [{tmp_path}]}}\n")
+    with Daemon(path) as daemon:
+        assert f"event_loop={expected}" in daemon.lines[-1]
+        daemon.wait_for("status-exporter started")
+        assert daemon.get("/metrics")[0] == 200
+        assert daemon.stop()[0] == 0

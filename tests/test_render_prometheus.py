@@ -37,10 +37,8 @@ def test_both_formats_carry_every_fact(fake_env):
     """Text and OpenMetrics expositions hold the same facts under the documented names."""
     fake_env.install("Django", "4.2.1")
     snapshot, pages = pages_for(fake_env, app={"version": "2.3.0"})
-    text = families(pages.body(Fragment(b"", b""), openmetrics=False, gzip=False).decode())
-    om = families(
-        pages.body(Fragment(b"", b""), openmetrics=True, gzip=False).decode(), openmetrics=True
-    )
+    text = families(pages.body(Fragment(b"", b""), (False, False)).decode())
+    om = families(pages.body(Fragment(b"", b""), (True, False)).decode(), openmetrics=True)
     (build,) = text["build_info"].samples
     assert build.labels == {"api_version": "1", "commit": "abc1234", "version": "2.3.0"}
     assert om["build"].type == "info"
@@ -69,7 +67,7 @@ def test_hostile_strings_round_trip_through_both_parsers(fake_env):
     _, pages = pages_for(fake_env)
     expected = {n.lower(): v for n, v in HOSTILE.items()}
     for openmetrics in (False, True):
-        body = pages.body(Fragment(b"", b""), openmetrics=openmetrics, gzip=False).decode()
+        body = pages.body(Fragment(b"", b""), (openmetrics, False)).decode()
         parsed = families(body, openmetrics)
         family = parsed["module" if openmetrics else "module_info"]
         assert {s.labels["module"]: s.labels["version"] for s in family.samples} == expected
@@ -82,8 +80,8 @@ def test_gzip_body_is_the_plain_body(fake_env, openmetrics):
         fake_env.install(f"pkg{i}", f"1.{i}")
     _, pages = pages_for(fake_env)
     process = ProcessMetrics().current()
-    plain = pages.body(process, openmetrics=openmetrics, gzip=False)
-    zipped = pages.body(process, openmetrics=openmetrics, gzip=True)
+    plain = pages.body(process, (openmetrics, False))
+    zipped = pages.body(process, (openmetrics, True))
     assert gunzip(zipped) == plain
     assert len(zipped) < len(plain) / 3
     assert b"process_resident_memory_bytes" in plain
@@ -110,7 +108,7 @@ def test_promtool_accepts_the_exposition(fake_env):
     for i, (name, version) in enumerate(HOSTILE.items()):
         fake_env.install_raw(f"h{i}", f"Name: {name}\nVersion: {version}\n".encode())
     _, pages = pages_for(fake_env)
-    body = pages.body(ProcessMetrics().current(), openmetrics=False, gzip=False)
+    body = pages.body(ProcessMetrics().current(), (False, False))
     done = subprocess.run(
         [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30
     )

@@ -204,18 +204,18 @@ class MetricsPages:
         self._static_deflate = {om: _GzipHead.of(self._static.select(om)) for om in (False, True)}
         self._assembled: dict[tuple[bool, bool], tuple[Fragment, bytes]] = {}
 
-    def body(self, dynamic: Fragment, *, openmetrics: bool, gzip: bool) -> bytes:
-        """The full body for the format and encoding asked, with ``dynamic`` appended."""
-        key = (openmetrics, gzip)
-        cached = self._assembled.get(key)
+    def body(self, dynamic: Fragment, variant: tuple[bool, bool]) -> bytes:
+        """The full body for ``variant`` (openmetrics, gzip), with ``dynamic`` appended."""
+        cached = self._assembled.get(variant)
         if cached is not None and cached[0] is dynamic:
             return cached[1]
+        openmetrics, gzip = variant
         tail = dynamic.select(openmetrics) + (_OM_EOF if openmetrics else b"")
         if gzip:
             body = self._static_deflate[openmetrics].finish(tail)
         else:
             body = self._static.select(openmetrics) + tail
-        self._assembled[key] = (dynamic, body)
+        self._assembled[variant] = (dynamic, body)
         return body
 
 
