@@ -1,8 +1,9 @@
 """The holder of the current snapshot and the timer that rebuilds it off the event loop.
 
 Each refresh runs in a dedicated worker thread: it takes a snapshot, compares
-its modules with the last one, and hands both to ``publish`` (the renderers),
-so that the bytes served are built once per refresh and never on a request.
+its modules with the last one, and hands the snapshot, the stats and the
+previous product to ``publish`` (the renderers, which reuse what did not
+change), so that the bytes served are built once per refresh, never on a request.
 The event loop then swaps the result in with one assignment. A failed refresh
 keeps the last good snapshot, is logged and counted.
 """
@@ -18,8 +19,6 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
-
-from packaging.version import InvalidVersion, Version
 
 from exporter.config import Config
 from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
@@ -81,6 +80,8 @@ def diff_modules(old: Mapping[str, str], new: Mapping[str, str]) -> list[ModuleC
 
 
 def _direction(before: str, after: str) -> str:
+    from packaging.version import InvalidVersion, Version  # only needed once a version changes
+
     try:
         return "upgraded" if Version(after) > Version(before) else "downgraded"
     except InvalidVersion:
@@ -110,7 +111,7 @@ class Refresher(Generic[T]):
         self,
         config: Config,
         *,
-        publish: Callable[[Snapshot, RefreshStats], T],
+        publish: Callable[[Snapshot, RefreshStats, T | None], T],
         identity: Identity | None = None,
         sources: Sources | None = None,
     ) -> None:
@@ -192,7 +193,8 @@ class Refresher(Generic[T]):
             last_error=None,
             changes=MappingProxyType(counts),
         )
-        return Published(snapshot, stats, self._publish(snapshot, stats)), changes
+        product = self._publish(snapshot, stats, previous.product if previous else None)
+        return Published(snapshot, stats, product), changes
 
     async def _record_failure(
         self, loop: asyncio.AbstractEventLoop, previous: Published[T] | None, exc: Exception
@@ -211,7 +213,7 @@ class Refresher(Generic[T]):
         stats = self._stats
         try:
             product = await loop.run_in_executor(
-                self._executor, self._publish, previous.snapshot, stats
+                self._executor, self._publish, previous.snapshot, stats, previous.product
             )
         except Exception as render_exc:
             log.error("publishing the failure count failed", extra={"error": repr(render_exc)})

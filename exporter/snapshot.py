@@ -6,7 +6,6 @@ handlers read it without locks.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
@@ -72,6 +71,18 @@ class Snapshot:
     duration_seconds: float
     installed_scan: InstalledScan | None = None
 
+    def same_facts(self, other: Snapshot) -> bool:
+        """Whether ``other`` publishes the same facts (timings and identity aside)."""
+        return (
+            self.api_version == other.api_version
+            and self.app_version == other.app_version
+            and self.commit.value == other.commit.value
+            and self.platform == other.platform
+            and self.python == other.python
+            and self.refresh_interval_seconds == other.refresh_interval_seconds
+            and self.modules == other.modules
+        )
+
 
 def take_snapshot(
     config: Config,
@@ -123,6 +134,8 @@ def _app_version(config: Config, found: Mapping[str, str]) -> str:
         return UNKNOWN_VERSION
     if canonical_name(name) in found:
         return found[canonical_name(name)]
+    import importlib.metadata  # the fallback alone needs it; it costs 5 ms of start-up
+
     try:
         return importlib.metadata.version(name)
     except (importlib.metadata.PackageNotFoundError, ValueError):

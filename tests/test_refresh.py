@@ -26,7 +26,7 @@ def test_diff_classifies_every_change():
     ]
 
 
-def snapshot_only(snapshot, stats):
+def snapshot_only(snapshot, stats, previous):
     """A publish function that renders nothing, to test the refresher alone."""
     return (snapshot.modules, stats.refreshes)
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest as text_generate
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_generate
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -12,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from support import env_config, gunzip, quiet_sources, tool
 
 from exporter.refresh import RefreshStats
-from exporter.render.prometheus import Fragment, MetricsPages, ProcessMetrics
+from exporter.render.prometheus import FactsCollector, Fragment, MetricsPages, ProcessMetrics
 from exporter.snapshot import Identity, take_snapshot
 
 HOSTILE = {
@@ -23,9 +26,9 @@ HOSTILE = {
 }
 
 
-def pages_for(env, **config):
+def pages_for(env, previous=None, **config):
     snapshot = take_snapshot(env_config(env, **config), Identity.new(), sources=quiet_sources())
-    return snapshot, MetricsPages(snapshot, RefreshStats(refreshes=1))
+    return snapshot, MetricsPages(snapshot, RefreshStats(refreshes=1), previous)
 
 
 def families(text, openmetrics=False):
@@ -115,3 +118,35 @@ def test_promtool_accepts_the_exposition(fake_env):
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == b""
     assert done.stderr.strip() == b""
+
+
+def test_facts_are_rendered_again_only_when_they_change(fake_env):
+    """Unchanged facts reuse the previous rendering; a changed module renders anew."""
+    fake_env.install("pkg", "1.0")
+    first_snapshot, first = pages_for(fake_env)
+    second_snapshot, second = pages_for(fake_env, previous=first)
+    assert second.facts_snapshot is first_snapshot
+    fake_env.upgrade("pkg", "2.0")
+    third_snapshot, third = pages_for(fake_env, previous=second)
+    assert third.facts_snapshot is third_snapshot
+    text = third.body(Fragment(b"", b""), (False, False)).decode()
+    assert 'module_info{module="pkg",version="2.0"}' in text
+    assert 'version="1.0"' not in text
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_direct_module_rendering_matches_prometheus_client(fake_env, openmetrics):
+    """The hand-written module_info family is byte for byte prometheus_client's, hostile or not."""
+    fake_env.install("django", "4.2.1")
+    for i, (name, version) in enumerate(HOSTILE.items()):
+        fake_env.install_raw(f"h{i}", f"Name: {name}\nVersion: {version}\n".encode())
+    snapshot = take_snapshot(env_config(fake_env), Identity.new(), sources=quiet_sources())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FactsCollector(snapshot))
+    if openmetrics:
+        expected = openmetrics_generate(registry).removesuffix(b"# EOF\n")
+    else:
+        expected = text_generate(registry)
+    _, pages = pages_for(fake_env)
+    ours = pages.body(Fragment(b"", b""), (openmetrics, False))
+    assert ours.startswith(expected)

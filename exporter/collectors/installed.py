@@ -22,7 +22,7 @@ from dataclasses import dataclass
 RACY_SECONDS = 2.0
 MAX_NAME_LENGTH = 200
 MAX_VERSION_LENGTH = 200
-_HEAD_BYTES = 4096
+_HEAD_BYTES = 1024
 _NORMALIZE = re.compile(r"[-_.]+")
 
 
@@ -128,7 +128,7 @@ def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectorySca
     skipped: list[Skipped] = []
     for name in names:
         if name.endswith(".dist-info"):
-            metadata = os.path.join(path, name, "METADATA")
+            metadata = f"{path}{os.sep}{name}{os.sep}METADATA"
         elif name.endswith(".egg-info"):
             entry = os.path.join(path, name)
             metadata = os.path.join(entry, "PKG-INFO") if os.path.isdir(entry) else entry
@@ -149,11 +149,17 @@ class MetadataError(Exception):
 def read_distribution(metadata_path: str) -> Distribution:
     """Read ``Name`` and ``Version`` from the header of a METADATA or PKG-INFO file."""
     try:
-        with open(metadata_path, "rb") as handle:
-            head = handle.read(_HEAD_BYTES)
+        fd = os.open(metadata_path, os.O_RDONLY)
+        try:
+            head = os.read(fd, _HEAD_BYTES)
             fields = _header_fields(head)
-            if ("Name" not in fields or "Version" not in fields) and len(head) == _HEAD_BYTES:
-                fields = _header_fields(head + handle.read())
+            if len(fields) < 2 and len(head) == _HEAD_BYTES:
+                rest = [head]
+                while chunk := os.read(fd, 65536):
+                    rest.append(chunk)
+                fields = _header_fields(b"".join(rest))
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise MetadataError(f"cannot read: {exc.strerror or exc}") from None
     name = _field(fields, "Name", MAX_NAME_LENGTH)
@@ -164,12 +170,17 @@ def read_distribution(metadata_path: str) -> Distribution:
 def _header_fields(data: bytes) -> dict[str, bytes]:
     """The first ``Name`` and ``Version`` lines of an RFC 822 style header block."""
     fields: dict[str, bytes] = {}
-    for line in data.split(b"\n"):
-        line = line.rstrip(b"\r")
+    start, end = 0, len(data)
+    while start < end:  # in practice Name and Version are lines 2 and 3: stop once both are seen
+        stop = data.find(b"\n", start)
+        if stop < 0:
+            stop = end
+        line = data[start:stop].rstrip(b"\r")
+        start = stop + 1
         if not line:
-            break  # the header ends at the first empty line; the body follows
-        key, sep, value = line.partition(b":")
-        if sep and key in (b"Name", b"Version"):
+            break  # the header ends at the first empty line; a "Version:" in the body is not one
+        if line.startswith((b"Name:", b"Version:")):
+            key, _, value = line.partition(b":")
             fields.setdefault(key.decode(), value.strip())
             if len(fields) == 2:
                 break

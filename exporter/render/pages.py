@@ -20,10 +20,13 @@ class Pages:
     landing: bytes
 
 
-def render_pages(snapshot: Snapshot, stats: RefreshStats) -> Pages:
-    """Render every response body of ``snapshot``; called by the refresher, off the event loop."""
+def render_pages(snapshot: Snapshot, stats: RefreshStats, previous: Pages | None) -> Pages:
+    """Render every response body of ``snapshot``; called by the refresher, off the event loop.
+
+    ``previous`` lets renderings of facts that did not change be reused.
+    """
     return Pages(
-        metrics=MetricsPages(snapshot, stats),
+        metrics=MetricsPages(snapshot, stats, previous.metrics if previous else None),
         status=StatusDocument(snapshot),
         landing=render_landing(snapshot, stats),
     )

@@ -42,29 +42,24 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _generate_openmetrics: Callable[[CollectorRegistry], bytes] = openmetrics_format.generate_latest
 
 
-class SnapshotCollector(Collector):
-    """Builds new metric families from one snapshot on every ``collect()``.
+class FactsCollector(Collector):
+    """The application's facts from one snapshot, as new metric families on every ``collect()``.
 
     Sample exposition::
 
         build_info{api_version="1",commit="178d2ea",version="2.3.0"} 1.0
         platform_info{machine="x86_64",node="web-1",processor="",release="6.1.0",...} 1.0
         module_info{module="django",version="4.2.1"} 1.0
-        status_exporter_module_changes_total{change="upgraded"} 2.0
     """
 
-    def __init__(self, snapshot: Snapshot, stats: RefreshStats) -> None:
+    def __init__(self, snapshot: Snapshot, *, with_modules: bool = True) -> None:
         self._snapshot = snapshot
-        self._stats = stats
+        self._with_modules = with_modules
 
     def collect(self) -> Iterable[Metric]:
-        """The application facts, then the exporter's own health."""
-        yield from self._facts()
-        yield from self._health()
-
-    def _facts(self) -> Iterable[Metric]:
+        """build, python, platform and (unless left out) module info families."""
         s = self._snapshot
-        every = f"Refreshed every {s.refresh_interval_seconds:g} seconds."
+        every = _every(s)
         yield InfoMetricFamily(
             "build",
             "The monitored application's API version, commit and version. " + every,
@@ -84,16 +79,62 @@ class SnapshotCollector(Collector):
             "The platform.uname() fields of the host. " + every,
             value=s.platform.as_dict(),
         )
-        modules = InfoMetricFamily(
-            "module",
-            "One series per installed module and its version. " + every,
-            labels=("module", "version"),
-        )
+        if not self._with_modules:
+            return
+        modules = InfoMetricFamily("module", MODULE_HELP + every, labels=("module", "version"))
         for name, version in s.modules.items():
             modules.add_metric((name, version), {})
         yield modules
 
-    def _health(self) -> Iterable[Metric]:
+
+MODULE_HELP = "One series per installed module and its version. "
+
+
+def _every(snapshot: Snapshot) -> str:
+    return f"Refreshed every {snapshot.refresh_interval_seconds:g} seconds."
+
+
+def render_module_info(snapshot: Snapshot, *, openmetrics: bool) -> bytes:
+    """The module_info family, written directly: byte for byte what prometheus_client writes.
+
+    prometheus_client validates every label on every sample, which makes a
+    thousand series cost milliseconds; this family's label names are fixed, so
+    only the values need escaping.
+    """
+    name, kind = ("module", "info") if openmetrics else ("module_info", "gauge")
+    documentation = MODULE_HELP + _every(snapshot)
+    help_text = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:
+        help_text = help_text.replace('"', r"\"")
+    lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
+    lines.extend(
+        f'module_info{{module="{_escape_label(module)}",version="{_escape_label(version)}"}} 1.0\n'
+        for module, version in snapshot.modules.items()
+    )
+    return "".join(lines).encode("utf-8")
+
+
+def _escape_label(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+class HealthCollector(Collector):
+    """The exporter's own health after a refresh.
+
+    Sample exposition::
+
+        status_exporter_refresh_duration_seconds 0.0084
+        status_exporter_module_changes_total{change="upgraded"} 2.0
+    """
+
+    def __init__(self, snapshot: Snapshot, stats: RefreshStats) -> None:
+        self._snapshot = snapshot
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        """The status_exporter_* families."""
         s, stats = self._snapshot, self._stats
         yield InfoMetricFamily(
             "status_exporter_build",
@@ -194,15 +235,50 @@ class ProcessMetrics:
         return self._current
 
 
+@dataclass(frozen=True, slots=True)
+class _RenderedFacts:
+    """The facts exposition of a snapshot, plain and as gzip heads, reusable while facts hold."""
+
+    snapshot: Snapshot
+    plain: Fragment
+    gzip_heads: dict[bool, _GzipHead]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> _RenderedFacts:
+        small = _render(_registry_of(FactsCollector(snapshot, with_modules=False)))
+        plain = Fragment(
+            small.text + render_module_info(snapshot, openmetrics=False),
+            small.openmetrics + render_module_info(snapshot, openmetrics=True),
+        )
+        return cls(snapshot, plain, {om: _GzipHead.of(plain.select(om)) for om in (False, True)})
+
+
 class MetricsPages:
-    """The ``/metrics`` bodies of one snapshot, in every format, with the process part appended."""
+    """The ``/metrics`` bodies of one snapshot in every format: facts, health, process part.
 
-    __slots__ = ("_assembled", "_static", "_static_deflate")
+    The facts (which grow with the module count) are rendered again only when
+    they differ from ``previous``'s; the health block is rendered every time.
+    """
 
-    def __init__(self, snapshot: Snapshot, stats: RefreshStats) -> None:
-        self._static = _render(_registry_of(SnapshotCollector(snapshot, stats)))
-        self._static_deflate = {om: _GzipHead.of(self._static.select(om)) for om in (False, True)}
-        self._assembled: dict[tuple[bool, bool], tuple[Fragment, bytes]] = {}
+    __slots__ = ("_assembled", "_facts", "_health")
+    _facts: _RenderedFacts
+    _health: Fragment
+    _assembled: dict[tuple[bool, bool], tuple[Fragment, bytes]]
+
+    def __init__(
+        self, snapshot: Snapshot, stats: RefreshStats, previous: MetricsPages | None = None
+    ) -> None:
+        if previous is not None and previous._facts.snapshot.same_facts(snapshot):
+            self._facts = previous._facts
+        else:
+            self._facts = _RenderedFacts.of(snapshot)
+        self._health = _render(_registry_of(HealthCollector(snapshot, stats)))
+        self._assembled = {}
+
+    @property
+    def facts_snapshot(self) -> Snapshot:
+        """The snapshot whose facts were rendered: an earlier one when they were reused."""
+        return self._facts.snapshot
 
     def body(self, dynamic: Fragment, variant: tuple[bool, bool]) -> bytes:
         """The full body for ``variant`` (openmetrics, gzip), with ``dynamic`` appended."""
@@ -210,11 +286,17 @@ class MetricsPages:
         if cached is not None and cached[0] is dynamic:
             return cached[1]
         openmetrics, gzip = variant
-        tail = dynamic.select(openmetrics) + (_OM_EOF if openmetrics else b"")
+        tail = b"".join(
+            (
+                self._health.select(openmetrics),
+                dynamic.select(openmetrics),
+                _OM_EOF if openmetrics else b"",
+            )
+        )
         if gzip:
-            body = self._static_deflate[openmetrics].finish(tail)
+            body = self._facts.gzip_heads[openmetrics].finish(tail)
         else:
-            body = self._static.select(openmetrics) + tail
+            body = self._facts.plain.select(openmetrics) + tail
         self._assembled[variant] = (dynamic, body)
         return body
 
