@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.collectors.installed import scan_installed  # noqa: E402
 from exporter.config import config_from_mapping  # noqa: E402
-from exporter.render.pages import render_pages  # noqa: E402
 from exporter.refresh import RefreshStats  # noqa: E402
+from exporter.render.pages import render_pages  # noqa: E402
 from exporter.snapshot import Identity, Sources, take_snapshot  # noqa: E402
 
 PY = sys.executable
@@ -123,9 +123,15 @@ def refresh_costs(site: Path, repeat: int) -> dict[str, float]:
         render_pages(snapshot, RefreshStats(), first)
 
     results: dict[str, list[float]] = {}
-    cases = {"listing": listing, "header_only": header_only, "cold": cold, "warm": warm,
-             "render": render, "render_unchanged": render_unchanged,
-             "importlib": importlib_metadata}
+    cases = {
+        "listing": listing,
+        "header_only": header_only,
+        "cold": cold,
+        "warm": warm,
+        "render": render,
+        "render_unchanged": render_unchanged,
+        "importlib": importlib_metadata,
+    }
     for _ in range(3):
         for name, fn in cases.items():
             reps = 1 if name == "importlib" else repeat
@@ -153,9 +159,11 @@ class Server:
 
     @property
     def url(self) -> str:
+        """The server's /metrics URL."""
         return f"http://127.0.0.1:{self.port}/metrics"
 
     def rss_mb(self) -> float:
+        """Resident memory of the process now, in MiB."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -163,6 +171,7 @@ class Server:
 
 
 def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> bytes:
+    """GET ``url`` and return the (decoded by urllib: never gzip) body."""
     request = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return bytes(response.read())
@@ -186,14 +195,17 @@ class Processes:
         self.started: list[Server] = []
 
     def start(self, name: str, args: list[str], port: int, ready_path: str = "/metrics") -> Server:
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   cwd=ROOT)
+        """Start ``args`` and wait until ``ready_path`` answers 200."""
+        process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+        )
         server = Server(name, process, port)
         self.started.append(server)
         wait_ready(f"http://127.0.0.1:{port}{ready_path}")
         return server
 
     def stop(self, server: Server) -> None:
+        """SIGTERM, then SIGKILL after 5 s."""
         if server.process.poll() is None:
             server.process.send_signal(signal.SIGTERM)
             try:
@@ -203,22 +215,38 @@ class Processes:
                 server.process.wait(5)
 
     def stop_all(self) -> None:
+        """Stop every process started."""
         for server in self.started:
             self.stop(server)
 
 
 def daemon_args(config: Path, port: int) -> list[str]:
-    return [PY, "-m", "exporter", "--config.file", str(config),
-            "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "warn"]
+    """The command line of the daemon under test."""
+    return [
+        PY,
+        "-m",
+        "exporter",
+        "--config.file",
+        str(config),
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        "--log.level",
+        "warn",
+    ]
 
 
 def write_config(path: Path, site: Path, interval: float, uvloop: bool) -> Path:
-    path.write_text(json.dumps({
-        "modules": {"paths": [str(site)]},
-        "refresh": {"interval_seconds": interval},
-        "web": {"uvloop": uvloop},
-        "commit": {"value": "bench00"},
-    }))
+    """A daemon config (JSON is YAML) scanning ``site``."""
+    path.write_text(
+        json.dumps(
+            {
+                "modules": {"paths": [str(site)]},
+                "refresh": {"interval_seconds": interval},
+                "web": {"uvloop": uvloop},
+                "commit": {"value": "bench00"},
+            }
+        )
+    )
     return path
 
 
@@ -238,7 +266,7 @@ _WRK_LATENCY = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 
 
 def run_load(url: str, seconds: float, headers: dict[str, str] | None = None) -> Load:
-    """Drive ``url`` with wrk (-t1 -c32), or with the bounded Python generator when wrk is missing."""
+    """Drive ``url`` with wrk (-t1 -c32), or the bounded Python generator when wrk is missing."""
     headers = headers or {}
     if shutil.which("wrk"):
         args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--latency", url]
@@ -301,10 +329,12 @@ def alternate(
 
 
 def med(values: list[float]) -> float:
+    """The median."""
     return statistics.median(values)
 
 
 def ratio(ours: list[Load], floor: list[Load], attr: str) -> float:
+    """Median over rounds of ours/floor for ``attr``."""
     return med([getattr(o, attr) / getattr(f, attr) for o, f in zip(ours, floor, strict=True)])
 
 
@@ -318,10 +348,12 @@ class Table:
         self.rows: list[tuple[str, str, str, str, str]] = []
 
     def add(self, what: str, ours: str, baseline: str, ratio_text: str, target: str) -> None:
+        """Add a row and echo it to stderr as it is measured."""
         self.rows.append((what, ours, baseline, ratio_text, target))
         print(f"  {what}: {ours} vs {baseline} -> {ratio_text} ({target})", file=sys.stderr)
 
     def render(self) -> str:
+        """The table as markdown."""
         head = ("what", "status-exporter", "baseline", "ratio", "target")
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
@@ -329,6 +361,7 @@ class Table:
 
 
 def verdict(ok: bool) -> str:
+    """How a target fared."""
     return "holds" if ok else "MISSED"
 
 
@@ -356,8 +389,9 @@ def startup_times(processes: Processes, args_of: Callable[[int], list[str]], run
     for _ in range(runs):
         port = free_port()
         started = time.perf_counter()
-        process = subprocess.Popen(args_of(port), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, cwd=ROOT)
+        process = subprocess.Popen(
+            args_of(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+        )
         server = Server("startup", process, port)
         processes.started.append(server)
         try:
@@ -368,7 +402,7 @@ def startup_times(processes: Processes, args_of: Callable[[int], list[str]], run
     return med(times)
 
 
-def main() -> None:  # noqa: PLR0915 - one linear script, read top to bottom
+def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--distributions", type=int, default=1000)
@@ -388,31 +422,47 @@ def main() -> None:  # noqa: PLR0915 - one linear script, read top to bottom
         print("refresh cost (in-process, medians)", file=sys.stderr)
         costs = refresh_costs(site, repeat=5)
         ms = {k: f"{v * 1e3:.2f} ms" for k, v in costs.items()}
-        table.add(f"refresh, {args.distributions} dists, cold (full read)", ms["cold"],
-                  f"header-only floor {ms['header_only']}",
-                  f"{costs['cold'] / costs['header_only']:.2f}x",
-                  f"<= 1.5x: {verdict(costs['cold'] <= 1.5 * costs['header_only'])}")
-        table.add("refresh, unchanged directory (mtime cache)", ms["warm"],
-                  f"directory listing {ms['listing']}",
-                  f"{costs['warm'] / costs['listing']:.2f}x", "about a listing")
-        table.add("refresh, cold, vs importlib.metadata", ms["cold"],
-                  f"importlib.metadata {ms['importlib']}",
-                  f"{costs['cold'] / costs['importlib']:.3f}x", "informative")
+        table.add(
+            f"refresh, {args.distributions} dists, cold (full read)",
+            ms["cold"],
+            f"header-only floor {ms['header_only']}",
+            f"{costs['cold'] / costs['header_only']:.2f}x",
+            f"<= 1.5x: {verdict(costs['cold'] <= 1.5 * costs['header_only'])}",
+        )
+        table.add(
+            "refresh, unchanged directory (mtime cache)",
+            ms["warm"],
+            f"directory listing {ms['listing']}",
+            f"{costs['warm'] / costs['listing']:.2f}x",
+            "about a listing",
+        )
+        table.add(
+            "refresh, cold, vs importlib.metadata",
+            ms["cold"],
+            f"importlib.metadata {ms['importlib']}",
+            f"{costs['cold'] / costs['importlib']:.3f}x",
+            "informative",
+        )
         table.add("render every body, facts changed", ms["render"], "-", "-", "informative")
-        table.add("render every body, facts unchanged", ms["render_unchanged"], "-", "-",
-                  "informative")
+        table.add(
+            "render every body, facts unchanged", ms["render_unchanged"], "-", "-", "informative"
+        )
 
         config = write_config(tmp / "config.json", site, 3600, uvloop=False)
         config_uv = write_config(tmp / "config-uv.json", site, 3600, uvloop=True)
         port = free_port()
         daemon = processes.start("daemon", daemon_args(config, port), port)
         own = http_get(daemon.url).decode()
-        own_refresh = float(re.search(
-            r"^status_exporter_refresh_duration_seconds ([\d.e-]+)$", own, re.M).group(1))  # type: ignore[union-attr]
+        own_match = re.search(r"^status_exporter_refresh_duration_seconds ([\d.e-]+)$", own, re.M)
+        own_refresh = float(own_match.group(1)) if own_match else float("nan")
         series = len(re.findall(r"^module_info\{", own, re.M))
-        table.add("daemon's own status_exporter_refresh_duration_seconds (first, cold)",
-                  f"{own_refresh * 1e3:.2f} ms", f"header-only floor {ms['header_only']}",
-                  f"{own_refresh / costs['header_only']:.2f}x", "informative (cold process)")
+        table.add(
+            "daemon's own status_exporter_refresh_duration_seconds (first, cold)",
+            f"{own_refresh * 1e3:.2f} ms",
+            f"header-only floor {ms['header_only']}",
+            f"{own_refresh / costs['header_only']:.2f}x",
+            "informative (cold process)",
+        )
 
         plain = http_get(daemon.url)
         zipped_request = urllib.request.Request(daemon.url, headers={"Accept-Encoding": "gzip"})
@@ -421,23 +471,47 @@ def main() -> None:  # noqa: PLR0915 - one linear script, read top to bottom
         (tmp / "body").write_bytes(plain)
         (tmp / "body.gz").write_bytes(zipped)
         floor_port, floor_gz_port = free_port(), free_port()
-        floor = processes.start("floor", [PY, "bench/floor.py", "--port", str(floor_port),
-                                          "--body", str(tmp / "body")], floor_port)
-        floor_gz = processes.start("floor-gz", [
-            PY, "bench/floor.py", "--port", str(floor_gz_port), "--body", str(tmp / "body.gz"),
-            "--content-encoding", "gzip"], floor_gz_port)
-        print(f"body: {len(plain)} bytes plain, {len(zipped)} gzip; {series} module series",
-              file=sys.stderr)
+        floor = processes.start(
+            "floor",
+            [PY, "bench/floor.py", "--port", str(floor_port), "--body", str(tmp / "body")],
+            floor_port,
+        )
+        floor_gz = processes.start(
+            "floor-gz",
+            [
+                PY,
+                "bench/floor.py",
+                "--port",
+                str(floor_gz_port),
+                "--body",
+                str(tmp / "body.gz"),
+                "--content-encoding",
+                "gzip",
+            ],
+            floor_gz_port,
+        )
+        print(
+            f"body: {len(plain)} bytes plain, {len(zipped)} gzip; {series} module series",
+            file=sys.stderr,
+        )
 
         print("load: /metrics plain vs floor", file=sys.stderr)
         ours, base = alternate(daemon.url, floor.url, args.duration, args.rounds)
         rps, p99 = ratio(ours, base, "rps"), ratio(ours, base, "p99_ms")
-        table.add(f"/metrics plain ({len(plain) // 1024} KB, {series} series), req/s",
-                  f"{med([o.rps for o in ours]):,.0f}", f"floor {med([b.rps for b in base]):,.0f}",
-                  f"{rps:.3f}x", f">= 0.95x: {verdict(rps >= 0.95)}")
-        table.add("/metrics plain, p99 at c32", f"{med([o.p99_ms for o in ours]):.2f} ms",
-                  f"floor {med([b.p99_ms for b in base]):.2f} ms", f"{p99:.2f}x",
-                  f"<= 1.5x: {verdict(p99 <= 1.5)}")
+        table.add(
+            f"/metrics plain ({len(plain) // 1024} KB, {series} series), req/s",
+            f"{med([o.rps for o in ours]):,.0f}",
+            f"floor {med([b.rps for b in base]):,.0f}",
+            f"{rps:.3f}x",
+            f">= 0.95x: {verdict(rps >= 0.95)}",
+        )
+        table.add(
+            "/metrics plain, p99 at c32",
+            f"{med([o.p99_ms for o in ours]):.2f} ms",
+            f"floor {med([b.p99_ms for b in base]):.2f} ms",
+            f"{p99:.2f}x",
+            f"<= 1.5x: {verdict(p99 <= 1.5)}",
+        )
         idle_p99 = med([o.p99_ms for o in ours])
         daemon_requests = sum(o.requests for o in ours)
         floor_requests = sum(b.requests for b in base)
@@ -446,13 +520,20 @@ def main() -> None:  # noqa: PLR0915 - one linear script, read top to bottom
         gz = {"Accept-Encoding": "gzip"}
         ours_gz, base_gz = alternate(daemon.url, floor_gz.url, args.duration, args.rounds, gz)
         rps_gz, p99_gz = ratio(ours_gz, base_gz, "rps"), ratio(ours_gz, base_gz, "p99_ms")
-        table.add(f"/metrics gzip ({len(zipped) // 1024} KB), req/s",
-                  f"{med([o.rps for o in ours_gz]):,.0f}",
-                  f"floor {med([b.rps for b in base_gz]):,.0f}", f"{rps_gz:.3f}x",
-                  f">= 0.95x: {verdict(rps_gz >= 0.95)}")
-        table.add("/metrics gzip, p99 at c32", f"{med([o.p99_ms for o in ours_gz]):.2f} ms",
-                  f"floor {med([b.p99_ms for b in base_gz]):.2f} ms", f"{p99_gz:.2f}x",
-                  f"<= 1.5x: {verdict(p99_gz <= 1.5)}")
+        table.add(
+            f"/metrics gzip ({len(zipped) // 1024} KB), req/s",
+            f"{med([o.rps for o in ours_gz]):,.0f}",
+            f"floor {med([b.rps for b in base_gz]):,.0f}",
+            f"{rps_gz:.3f}x",
+            f">= 0.95x: {verdict(rps_gz >= 0.95)}",
+        )
+        table.add(
+            "/metrics gzip, p99 at c32",
+            f"{med([o.p99_ms for o in ours_gz]):.2f} ms",
+            f"floor {med([b.p99_ms for b in base_gz]):.2f} ms",
+            f"{p99_gz:.2f}x",
+            f"<= 1.5x: {verdict(p99_gz <= 1.5)}",
+        )
         daemon_requests += sum(o.requests for o in ours_gz)
         floor_requests += sum(b.requests for b in base_gz)
 
@@ -467,47 +548,81 @@ def main() -> None:  # noqa: PLR0915 - one linear script, read top to bottom
         else:
             uv_port, floor_uv_port = free_port(), free_port()
             daemon_uv = processes.start("daemon-uv", daemon_args(config_uv, uv_port), uv_port)
-            floor_uv = processes.start("floor-uv", [
-                PY, "bench/floor.py", "--port", str(floor_uv_port), "--body", str(tmp / "body"),
-                "--uvloop"], floor_uv_port)
+            floor_uv = processes.start(
+                "floor-uv",
+                [
+                    PY,
+                    "bench/floor.py",
+                    "--port",
+                    str(floor_uv_port),
+                    "--body",
+                    str(tmp / "body"),
+                    "--uvloop",
+                ],
+                floor_uv_port,
+            )
             print("load: uvloop daemon vs uvloop floor", file=sys.stderr)
             ours_uv, base_uv = alternate(daemon_uv.url, floor_uv.url, args.duration, args.rounds)
             rps_uv = ratio(ours_uv, base_uv, "rps")
-            table.add("/metrics plain on uvloop, req/s", f"{med([o.rps for o in ours_uv]):,.0f}",
-                      f"uvloop floor {med([b.rps for b in base_uv]):,.0f}", f"{rps_uv:.3f}x",
-                      f">= 0.95x: {verdict(rps_uv >= 0.95)}")
+            table.add(
+                "/metrics plain on uvloop, req/s",
+                f"{med([o.rps for o in ours_uv]):,.0f}",
+                f"uvloop floor {med([b.rps for b in base_uv]):,.0f}",
+                f"{rps_uv:.3f}x",
+                f">= 0.95x: {verdict(rps_uv >= 0.95)}",
+            )
             processes.stop(daemon_uv)
             processes.stop(floor_uv)
 
         client_port = free_port()
-        client = processes.start("start_http_server", [
-            PY, "bench/client_server.py", "--port", str(client_port),
-            "--site-packages", str(site)], client_port)
+        client = processes.start(
+            "start_http_server",
+            [
+                PY,
+                "bench/client_server.py",
+                "--port",
+                str(client_port),
+                "--site-packages",
+                str(site),
+            ],
+            client_port,
+        )
         print("load: prometheus_client start_http_server", file=sys.stderr)
         client_load = run_load(client.url, args.duration)
         processes.stop(client)
-        table.add("prometheus_client start_http_server, req/s", f"{med([o.rps for o in ours]):,.0f}",
-                  f"{client_load.rps:,.0f} (p99 {client_load.p99_ms:.0f} ms)",
-                  f"{med([o.rps for o in ours]) / client_load.rps:.0f}x", "about 100x")
+        table.add(
+            "prometheus_client start_http_server, req/s",
+            f"{med([o.rps for o in ours]):,.0f}",
+            f"{client_load.rps:,.0f} (p99 {client_load.p99_ms:.0f} ms)",
+            f"{med([o.rps for o in ours]) / client_load.rps:.0f}x",
+            "about 100x",
+        )
 
         node = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
         if node:
             node_port = free_port()
-            node_server = processes.start("node_exporter", [
-                node, f"--web.listen-address=127.0.0.1:{node_port}"], node_port)
+            node_server = processes.start(
+                "node_exporter", [node, f"--web.listen-address=127.0.0.1:{node_port}"], node_port
+            )
             print("load: node_exporter", file=sys.stderr)
             node_load = run_load(node_server.url, args.duration)
             processes.stop(node_server)
-            table.add("Go node_exporter (collects per scrape), req/s",
-                      f"{med([o.rps for o in ours]):,.0f}",
-                      f"{node_load.rps:,.0f} (p99 {node_load.p99_ms:.0f} ms)",
-                      f"{med([o.rps for o in ours]) / node_load.rps:.0f}x", "informative")
+            table.add(
+                "Go node_exporter (collects per scrape), req/s",
+                f"{med([o.rps for o in ours]):,.0f}",
+                f"{node_load.rps:,.0f} (p99 {node_load.p99_ms:.0f} ms)",
+                f"{med([o.rps for o in ours]) / node_load.rps:.0f}x",
+                "informative",
+            )
 
         daemon_rss, floor_rss = daemon.rss_mb(), floor.rss_mb()
-        table.add(f"RSS after {daemon_requests:,} requests (floor: {floor_requests:,})",
-                  f"{daemon_rss:.1f} MB", f"floor {floor_rss:.1f} MB",
-                  f"+{daemon_rss - floor_rss:.1f} MB",
-                  f"<= floor + 5 MB: {verdict(daemon_rss <= floor_rss + 5)}")
+        table.add(
+            f"RSS after {daemon_requests:,} requests (floor: {floor_requests:,})",
+            f"{daemon_rss:.1f} MB",
+            f"floor {floor_rss:.1f} MB",
+            f"+{daemon_rss - floor_rss:.1f} MB",
+            f"<= floor + 5 MB: {verdict(daemon_rss <= floor_rss + 5)}",
+        )
         processes.stop(daemon)
 
         busy_config = write_config(tmp / "busy.json", site, 0.001, uvloop=False)
@@ -516,30 +631,46 @@ def main() -> None:  # noqa: PLR0915 - one linear script, read top to bottom
         print("load: /metrics while refreshes run back to back", file=sys.stderr)
         with touching(site, 0.05):
             busy_load = run_load(busy.url, args.duration)
-        refreshes = re.search(r"^status_exporter_refreshes_total ([\d.e+]+)$",
-                              http_get(busy.url).decode(), re.M)
+        refreshes = re.search(
+            r"^status_exporter_refreshes_total ([\d.e+]+)$", http_get(busy.url).decode(), re.M
+        )
         processes.stop(busy)
-        table.add(f"p99 during back-to-back full refreshes ({refreshes.group(1) if refreshes else '?'}"
-                  " refreshes)", f"{busy_load.p99_ms:.2f} ms", f"idle {idle_p99:.2f} ms",
-                  f"{busy_load.p99_ms / idle_p99:.2f}x",
-                  f"<= 2x: {verdict(busy_load.p99_ms <= 2 * idle_p99)}")
+        count = refreshes.group(1) if refreshes else "?"
+        table.add(
+            f"p99 during back-to-back full refreshes ({count} refreshes)",
+            f"{busy_load.p99_ms:.2f} ms",
+            f"idle {idle_p99:.2f} ms",
+            f"{busy_load.p99_ms / idle_p99:.2f}x",
+            f"<= 2x: {verdict(busy_load.p99_ms <= 2 * idle_p99)}",
+        )
 
         print("start-up time", file=sys.stderr)
         ours_start = startup_times(processes, lambda p: daemon_args(config, p), 5)
-        floor_start = startup_times(processes, lambda p: [
-            PY, "bench/floor.py", "--port", str(p), "--body", str(tmp / "body")], 5)
-        table.add("start to first 200 on /metrics", f"{ours_start * 1e3:.0f} ms",
-                  f"floor {floor_start * 1e3:.0f} ms", f"{ours_start / floor_start:.2f}x",
-                  f"<= 1.2x: {verdict(ours_start <= 1.2 * floor_start)}")
+        floor_start = startup_times(
+            processes,
+            lambda p: [PY, "bench/floor.py", "--port", str(p), "--body", str(tmp / "body")],
+            5,
+        )
+        table.add(
+            "start to first 200 on /metrics",
+            f"{ours_start * 1e3:.0f} ms",
+            f"floor {floor_start * 1e3:.0f} ms",
+            f"{ours_start / floor_start:.2f}x",
+            f"<= 1.2x: {verdict(ours_start <= 1.2 * floor_start)}",
+        )
     finally:
         processes.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},"
-               f" {'wrk' if shutil.which('wrk') else 'python load generator'}"
-               f" -t1 -c{CONNECTIONS} -d{args.duration:g}s x {args.rounds} alternating rounds")
-    report = (f"{args.distributions} distributions; {machine}; "
-              f"took {time.monotonic() - started:.0f} s\n\n{table.render()}\n")
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()},"
+        f" {'wrk' if shutil.which('wrk') else 'python load generator'}"
+        f" -t1 -c{CONNECTIONS} -d{args.duration:g}s x {args.rounds} alternating rounds"
+    )
+    report = (
+        f"{args.distributions} distributions; {machine}; "
+        f"took {time.monotonic() - started:.0f} s\n\n{table.render()}\n"
+    )
     print(report)
     if args.output:
         args.output.write_text(report)

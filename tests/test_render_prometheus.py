@@ -124,7 +124,7 @@ def test_facts_are_rendered_again_only_when_they_change(fake_env):
     """Unchanged facts reuse the previous rendering; a changed module renders anew."""
     fake_env.install("pkg", "1.0")
     first_snapshot, first = pages_for(fake_env)
-    second_snapshot, second = pages_for(fake_env, previous=first)
+    _, second = pages_for(fake_env, previous=first)
     assert second.facts_snapshot is first_snapshot
     fake_env.upgrade("pkg", "2.0")
     third_snapshot, third = pages_for(fake_env, previous=second)
