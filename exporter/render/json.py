@@ -14,7 +14,9 @@ from typing import Any
 from exporter.snapshot import Snapshot
 
 _MARKER = "\x00server_address\x00"  # control characters never reach a snapshot, so it is unique
-_HOST_CACHE_SIZE = 32
+# Each entry is a full copy of the body (about 40 bytes a module): keep few. Clients of one
+# host send one or two Host values; more than that are concatenated per request.
+_HOST_CACHE_SIZE = 4
 
 
 def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
