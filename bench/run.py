@@ -162,6 +162,11 @@ class Server:
         """The server's /metrics URL."""
         return f"http://127.0.0.1:{self.port}/metrics"
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         """Resident memory of the process now, in MiB."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -255,11 +260,12 @@ def write_config(path: Path, site: Path, interval: float, uvloop: bool) -> Path:
 
 @dataclass
 class Load:
-    """One load run's throughput, tail latency and request count."""
+    """One load run's throughput, tail latency, request count and server CPU per request."""
 
     rps: float
     p99_ms: float
     requests: int
+    cpu_us: float = float("nan")
 
 
 _WRK_LATENCY = re.compile(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", re.M)
@@ -317,15 +323,55 @@ def python_load(url: str, seconds: float, headers: dict[str, str]) -> Load:
     return Load(len(latencies) / seconds, p99, len(latencies))
 
 
+def measured_load(server: Server, seconds: float, headers: dict[str, str] | None = None) -> Load:
+    """Run the load on ``server`` and add the CPU it spent per request."""
+    before = server.cpu_seconds()
+    load = run_load(server.url, seconds, headers)
+    spent = server.cpu_seconds() - before
+    return Load(load.rps, load.p99_ms, load.requests, spent / max(load.requests, 1) * 1e6)
+
+
 def alternate(
-    a: str, b: str, seconds: float, rounds: int, headers: dict[str, str] | None = None
+    a: Server, b: Server, seconds: float, rounds: int, headers: dict[str, str] | None = None
 ) -> tuple[list[Load], list[Load]]:
-    """Run the load on ``a`` and ``b`` alternately, ``rounds`` times each."""
+    """Run the load on ``a`` and ``b`` ``rounds`` times each, in ABBA order to cancel drift."""
     loads_a, loads_b = [], []
-    for _ in range(rounds):
-        loads_a.append(run_load(a, seconds, headers))
-        loads_b.append(run_load(b, seconds, headers))
+    for index in range(rounds):
+        if index % 2 == 0:
+            loads_a.append(measured_load(a, seconds, headers))
+            loads_b.append(measured_load(b, seconds, headers))
+        else:
+            loads_b.append(measured_load(b, seconds, headers))
+            loads_a.append(measured_load(a, seconds, headers))
     return loads_a, loads_b
+
+
+def compare(
+    table: Table, what: str, ours: list[Load], base: list[Load], floor: str = "floor"
+) -> None:
+    """Add the throughput, p99 and CPU-per-request rows of one side-by-side comparison."""
+    rps, p99, cpu = (ratio(ours, base, attr) for attr in ("rps", "p99_ms", "cpu_us"))
+    table.add(
+        f"{what}, req/s",
+        f"{med([o.rps for o in ours]):,.0f}",
+        f"{floor} {med([b.rps for b in base]):,.0f}",
+        f"{rps:.3f}x",
+        f">= 0.95x: {verdict(rps >= 0.95)}",
+    )
+    table.add(
+        f"{what}, p99 at c{CONNECTIONS}",
+        f"{med([o.p99_ms for o in ours]):.2f} ms",
+        f"{floor} {med([b.p99_ms for b in base]):.2f} ms",
+        f"{p99:.2f}x",
+        f"<= 1.5x: {verdict(p99 <= 1.5)}",
+    )
+    table.add(
+        f"{what}, server CPU per request",
+        f"{med([o.cpu_us for o in ours]):.1f} us",
+        f"{floor} {med([b.cpu_us for b in base]):.1f} us",
+        f"{cpu:.3f}x",
+        "informative: steadier than req/s on a shared machine",
+    )
 
 
 def med(values: list[float]) -> float:
@@ -406,8 +452,8 @@ def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--distributions", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per comparison")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per load run")
+    parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds per comparison")
     parser.add_argument("--output", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     started = time.monotonic()
@@ -496,44 +542,16 @@ def main() -> None:
         )
 
         print("load: /metrics plain vs floor", file=sys.stderr)
-        ours, base = alternate(daemon.url, floor.url, args.duration, args.rounds)
-        rps, p99 = ratio(ours, base, "rps"), ratio(ours, base, "p99_ms")
-        table.add(
-            f"/metrics plain ({len(plain) // 1024} KB, {series} series), req/s",
-            f"{med([o.rps for o in ours]):,.0f}",
-            f"floor {med([b.rps for b in base]):,.0f}",
-            f"{rps:.3f}x",
-            f">= 0.95x: {verdict(rps >= 0.95)}",
-        )
-        table.add(
-            "/metrics plain, p99 at c32",
-            f"{med([o.p99_ms for o in ours]):.2f} ms",
-            f"floor {med([b.p99_ms for b in base]):.2f} ms",
-            f"{p99:.2f}x",
-            f"<= 1.5x: {verdict(p99 <= 1.5)}",
-        )
+        ours, base = alternate(daemon, floor, args.duration, args.rounds)
+        compare(table, f"/metrics plain ({len(plain) // 1024} KB, {series} series)", ours, base)
         idle_p99 = med([o.p99_ms for o in ours])
         daemon_requests = sum(o.requests for o in ours)
         floor_requests = sum(b.requests for b in base)
 
         print("load: /metrics gzip vs gzip floor", file=sys.stderr)
         gz = {"Accept-Encoding": "gzip"}
-        ours_gz, base_gz = alternate(daemon.url, floor_gz.url, args.duration, args.rounds, gz)
-        rps_gz, p99_gz = ratio(ours_gz, base_gz, "rps"), ratio(ours_gz, base_gz, "p99_ms")
-        table.add(
-            f"/metrics gzip ({len(zipped) // 1024} KB), req/s",
-            f"{med([o.rps for o in ours_gz]):,.0f}",
-            f"floor {med([b.rps for b in base_gz]):,.0f}",
-            f"{rps_gz:.3f}x",
-            f">= 0.95x: {verdict(rps_gz >= 0.95)}",
-        )
-        table.add(
-            "/metrics gzip, p99 at c32",
-            f"{med([o.p99_ms for o in ours_gz]):.2f} ms",
-            f"floor {med([b.p99_ms for b in base_gz]):.2f} ms",
-            f"{p99_gz:.2f}x",
-            f"<= 1.5x: {verdict(p99_gz <= 1.5)}",
-        )
+        ours_gz, base_gz = alternate(daemon, floor_gz, args.duration, args.rounds, gz)
+        compare(table, f"/metrics gzip ({len(zipped) // 1024} KB)", ours_gz, base_gz)
         daemon_requests += sum(o.requests for o in ours_gz)
         floor_requests += sum(b.requests for b in base_gz)
 
@@ -562,15 +580,8 @@ def main() -> None:
                 floor_uv_port,
             )
             print("load: uvloop daemon vs uvloop floor", file=sys.stderr)
-            ours_uv, base_uv = alternate(daemon_uv.url, floor_uv.url, args.duration, args.rounds)
-            rps_uv = ratio(ours_uv, base_uv, "rps")
-            table.add(
-                "/metrics plain on uvloop, req/s",
-                f"{med([o.rps for o in ours_uv]):,.0f}",
-                f"uvloop floor {med([b.rps for b in base_uv]):,.0f}",
-                f"{rps_uv:.3f}x",
-                f">= 0.95x: {verdict(rps_uv >= 0.95)}",
-            )
+            ours_uv, base_uv = alternate(daemon_uv, floor_uv, args.duration, args.rounds)
+            compare(table, "/metrics plain on uvloop", ours_uv, base_uv, "uvloop floor")
             processes.stop(daemon_uv)
             processes.stop(floor_uv)
 
