@@ -32,6 +32,22 @@ def wants_openmetrics(accept: str) -> bool:
 
 
 @lru_cache(maxsize=256)
+def prefers_html(accept: str) -> bool:
+    """Whether ``accept`` names HTML explicitly and ranks it above JSON (a browser, not curl).
+
+    ``*/*`` alone means JSON: the API's answer stays what scripts always got.
+    """
+    html = json = 0.0
+    for media, params in _parse_list(accept):
+        q = _quality(params)
+        if media in ("text/html", "application/xhtml+xml"):
+            html = max(html, q)
+        elif media == "application/json":
+            json = max(json, q)
+    return html > 0 and html > json
+
+
+@lru_cache(maxsize=256)
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether ``accept_encoding`` allows gzip (``gzip``, ``x-gzip`` or ``*`` with q > 0)."""
     return any(

@@ -22,7 +22,12 @@ from exporter.collectors.installed import InstalledScan, Skipped, canonical_name
 from exporter.collectors.loaded import collect_loaded
 from exporter.collectors.modules import ModuleFilter
 from exporter.collectors.platform import PlatformInfo, collect_platform
-from exporter.collectors.python import PythonInfo, collect_python
+from exporter.collectors.python import (
+    PythonInfo,
+    collect_environment_python,
+    collect_python,
+    find_environment_config,
+)
 from exporter.config import Config
 
 UNKNOWN_VERSION = "unknown"
@@ -116,7 +121,7 @@ def take_snapshot(
         app_version=_app_version(config, found),
         commit=commit,
         platform=collect_platform(sources.uname),
-        python=collect_python(),
+        python=_python_of(config),
         modules=MappingProxyType(modules),
         skipped=skipped,
         refresh_interval_seconds=config.refresh.interval_seconds,
@@ -124,6 +129,17 @@ def take_snapshot(
         duration_seconds=sources.perf_counter() - started,
         installed_scan=scan,
     )
+
+
+def _python_of(config: Config) -> PythonInfo:
+    """The Python of the inspected environment: another venv's when modules.paths lie in one."""
+    if config.modules.source == "installed" and config.modules.paths:
+        pyvenv_cfg = find_environment_config(config.modules.paths)
+        if pyvenv_cfg is not None:
+            other = collect_environment_python(pyvenv_cfg)
+            if other is not None:
+                return other
+    return collect_python()
 
 
 def _app_version(config: Config, found: Mapping[str, str]) -> str:

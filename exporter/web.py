@@ -1,8 +1,14 @@
-"""The aiohttp application: typed app keys and thin handlers that serve pre-rendered bytes."""
+"""The aiohttp application: typed app keys and thin handlers that serve pre-rendered bytes.
+
+``setup(app, config)`` adds the status routes to any aiohttp application;
+``create_app(config)`` is the daemon's application built on it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.resources
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
@@ -10,8 +16,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from exporter.config import Config
-from exporter.negotiate import metrics_variant
+from exporter.negotiate import metrics_variant, prefers_html
 from exporter.refresh import Refresher
+from exporter.render.html import STATUS_SCRIPT_CSP
 from exporter.render.pages import Pages, render_pages
 from exporter.render.prometheus import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, ProcessMetrics
 from exporter.snapshot import Identity, Sources
@@ -26,7 +33,18 @@ _HTML_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-_JSON_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
+_JSON_HEADERS = {
+    "Content-Type": "application/json",
+    "X-Content-Type-Options": "nosniff",
+    "Vary": "Accept",
+}
+_STATUS_PAGE_HEADERS = {
+    **_HTML_HEADERS,
+    "Content-Security-Policy": STATUS_SCRIPT_CSP,
+    "Vary": "Accept",
+}
+_OPENAPI_HEADERS = {"Content-Type": "application/json", "X-Content-Type-Options": "nosniff"}
+OPENAPI_DOCUMENT = (importlib.resources.files("exporter") / "openapi.json").read_bytes()
 _TEXT_HEADERS = {"Content-Type": "text/plain; charset=utf-8"}
 _METRICS_HEADERS = {
     (openmetrics, gzip): CIMultiDict(
@@ -41,25 +59,51 @@ _METRICS_HEADERS = {
 }
 _NOT_READY = b"not ready: the first snapshot is still being taken\n"
 _NOT_READY_JSON = b'{"error":"not ready: the first snapshot is still being taken"}'
+_BAD_FORMAT = b'{"error":"format must be json or html"}'
 
 
 def create_app(
     config: Config, *, identity: Identity | None = None, sources: Sources | None = None
 ) -> web.Application:
-    """Build the application; its refresher starts with the app and stops with it."""
+    """The daemon's application: the status routes, a landing page and health probes."""
     app = web.Application()
-    refresher = Refresher(config, publish=render_pages, identity=identity, sources=sources)
+    setup(app, config, identity=identity, sources=sources)
+    handlers = _Handlers(app[REFRESHER], app[PROCESS_METRICS])
+    app.router.add_get("/", handlers.landing)
+    app.router.add_get("/healthz", handlers.healthz)
+    app.router.add_get("/readyz", handlers.readyz)
+    return app
+
+
+def setup(
+    app: web.Application,
+    config: Config | None = None,
+    *,
+    metrics_path: str | None = "/metrics",
+    identity: Identity | None = None,
+    sources: Sources | None = None,
+) -> Refresher[Pages]:
+    """Add the status routes and their refresher to an aiohttp application.
+
+    Routes: ``/api/v1/status/`` (JSON, or HTML for browsers), its OpenAPI
+    document at ``/api/v1/openapi.json``, and the exposition at
+    ``metrics_path`` unless it is None (an app with its own /metrics can
+    register :class:`exporter.StatusCollector` there instead). The refresher
+    starts and stops with the application.
+    """
+    config = config or Config()
+    publish = functools.partial(render_pages, metrics_path=metrics_path)
+    refresher = Refresher(config, publish=publish, identity=identity, sources=sources)
     app[REFRESHER] = refresher
     app[PROCESS_METRICS] = ProcessMetrics()
     app.cleanup_ctx.append(_refresh_in_background)
     handlers = _Handlers(refresher, app[PROCESS_METRICS])
-    app.router.add_get("/", handlers.landing)
-    app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/api/v1/status/", handlers.status)
     app.router.add_get("/api/v1/status", handlers.status)
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    return app
+    app.router.add_get("/api/v1/openapi.json", handlers.openapi)
+    if metrics_path:
+        app.router.add_get(metrics_path, handlers.metrics)
+    return refresher
 
 
 async def _refresh_in_background(app: web.Application) -> AsyncIterator[None]:
@@ -92,13 +136,27 @@ class _Handlers:
         return web.Response(body=body, headers=_METRICS_HEADERS[variant])
 
     async def status(self, request: web.Request) -> web.Response:
-        """``GET /api/v1/status/``: the original status JSON; ``?pretty`` indents it."""
+        """``GET /api/v1/status/``: the original status JSON, or a page when a browser asks.
+
+        ``?format=json`` or ``?format=html`` chooses outright; ``?pretty`` indents the JSON.
+        """
         published = self._refresher.published
+        query = request.query
+        wanted = query.get("format")
+        if wanted not in (None, "json", "html"):
+            return web.Response(status=400, body=_BAD_FORMAT, headers=_JSON_HEADERS)
+        if wanted == "html" or (wanted is None and prefers_html(request.headers.get("Accept", ""))):
+            if published is None:
+                return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
+            return web.Response(body=published.product.status_page, headers=_STATUS_PAGE_HEADERS)
         if published is None:
             return web.Response(status=503, body=_NOT_READY_JSON, headers=_JSON_HEADERS)
-        pretty = "pretty" in request.query
-        body = published.product.status.body(request.host, pretty=pretty)
+        body = published.product.status.body(request.host, pretty="pretty" in query)
         return web.Response(body=body, headers=_JSON_HEADERS)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/openapi.json``: the OpenAPI 3.1 description of these endpoints."""
+        return web.Response(body=OPENAPI_DOCUMENT, headers=_OPENAPI_HEADERS)
 
     async def landing(self, request: web.Request) -> web.Response:
         """``GET /``: the landing page for people."""

@@ -64,3 +64,18 @@ def test_filter_include_and_exclude():
         "pip",
     ]
     assert ModuleFilter(exclude=["*"]).apply(modules) == {}
+
+
+def test_loaded_never_runs_a_module_getattr():
+    """A __version__ served by a module __getattr__ is not read, so no module code runs."""
+    calls = []
+    lazy = ModuleType("lazy")
+
+    def module_getattr(name):
+        calls.append(name)
+        return "9.9"
+
+    lazy.__getattr__ = module_getattr
+    found, _ = collect_loaded({"lazy": lazy, "plain": module("plain", "1.0")})
+    assert found == {"plain": "1.0"}
+    assert calls == []

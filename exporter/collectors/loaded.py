@@ -16,15 +16,18 @@ def collect_loaded(
 
     Modules whose ``__version__`` is not a string are left out, as the original
     did; a string that cannot be published safely (too long, control
-    characters) is skipped and reported.
+    characters) is skipped and reported. Unlike the original's ``getattr``,
+    only a ``__version__`` set in the module's namespace is read: one served by
+    a module ``__getattr__`` would run module code (lazy imports, deprecation
+    warnings) from the refresh thread.
     """
     source = sys.modules if modules is None else modules
     found: dict[str, str] = {}
     skipped: list[Skipped] = []
     for name, module in sorted(list(source.items()), key=lambda item: item[0]):
         try:
-            version = getattr(module, "__version__", None)
-        except Exception:  # a lazy module may run arbitrary code on attribute access
+            version = vars(module).get("__version__")
+        except TypeError:  # not a module (sys.modules may hold any object)
             continue
         if not isinstance(version, str):
             continue

@@ -52,9 +52,12 @@ class FactsCollector(Collector):
         module_info{module="django",version="4.2.1"} 1.0
     """
 
-    def __init__(self, snapshot: Snapshot, *, with_modules: bool = True) -> None:
+    def __init__(
+        self, snapshot: Snapshot, *, with_modules: bool = True, with_python: bool = True
+    ) -> None:
         self._snapshot = snapshot
         self._with_modules = with_modules
+        self._with_python = with_python
 
     def collect(self) -> Iterable[Metric]:
         """build, python, platform and (unless left out) module info families."""
@@ -69,11 +72,12 @@ class FactsCollector(Collector):
                 "version": s.app_version,
             },
         )
-        yield InfoMetricFamily(
-            "python",
-            "The Python implementation and version of the environment.",
-            value=s.python.labels(),
-        )
+        if self._with_python:
+            yield InfoMetricFamily(
+                "python",
+                "The Python implementation and version of the environment.",
+                value=s.python.labels(),
+            )
         yield InfoMetricFamily(
             "platform",
             "The platform.uname() fields of the host. " + every,
