@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -14,8 +16,10 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
+from exporter.guard import ConnectionLimits, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
-from exporter.web import REFRESHER, create_app
+from exporter.web import GUARD, REFRESHER, create_app
+from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -39,6 +43,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         dest="listen_address",
         default=None,
         help="host:port to listen on; overrides web.listen_address",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config (TLS, basic auth, headers); overrides web.config_file",
     )
     parser.add_argument(
         "--log.level",
@@ -74,7 +84,15 @@ def build_config(args: argparse.Namespace) -> Config:
             raise ConfigError([f"--web.listen-address: {exc}"]) from None
         web_config = dataclasses.replace(config.web, listen_address=args.listen_address)
         config = dataclasses.replace(config, web=web_config)
+    if args.web_config_file is not None:
+        web_config = dataclasses.replace(config.web, config_file=args.web_config_file)
+        config = dataclasses.replace(config, web=web_config)
     return config
+
+
+def build_security(config: Config) -> WebSecurity | None:
+    """Load the web config file named by the config, if any; raise ConfigError on faults."""
+    return load_web_config(config.web.config_file) if config.web.config_file else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format)
     try:
         config = build_config(args)
+        security = build_security(config)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"status-exporter: config error: {problem}", file=sys.stderr)
@@ -91,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"status-exporter: {args.config_file}: configuration is valid")
         return EXIT_OK
     with asyncio.Runner(loop_factory=_loop_factory(config.web.uvloop)) as runner:
-        return runner.run(serve(config))
+        return runner.run(serve(config, security, args))
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -105,9 +124,12 @@ def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] |
     return uvloop.new_event_loop
 
 
-async def serve(config: Config) -> int:
-    """Serve until SIGTERM or SIGINT; return the exit status."""
-    app = create_app(config)
+async def serve(
+    config: Config, security: WebSecurity | None, args: argparse.Namespace | None = None
+) -> int:
+    """Serve until SIGTERM or SIGINT, reloading on SIGHUP; return the exit status."""
+    _raise_open_file_limit()
+    app = create_app(config, security=security)
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -116,7 +138,11 @@ async def serve(config: Config) -> int:
     )
     await runner.setup()
     address = config.web.address
-    site = web.TCPSite(runner, address.host or None, address.port, backlog=1024)
+    limits = ConnectionLimits(config.web)
+    tls = security.tls if security else None
+    site = GuardedTCPSite(
+        runner, address.host or None, address.port, backlog=1024, ssl_context=tls, limits=limits
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -125,18 +151,109 @@ async def serve(config: Config) -> int:
         return EXIT_RUNTIME
     listening = " ".join(_format_address(a) for a in runner.addresses)
     event_loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
-    log.info("listening", extra={"address": listening, "event_loop": event_loop})
+    log.info(
+        "listening",
+        extra={
+            "address": listening,
+            "event_loop": event_loop,
+            "tls": tls is not None,
+            "basic_auth": app[GUARD].authenticating,
+        },
+    )
 
+    reloader = Reloader(args, config, security, app, limits)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     summary = asyncio.create_task(_log_startup_summary(app, listening))
     await stop.wait()
     log.info("shutting down")
     summary.cancel()
     await runner.cleanup()
     return EXIT_OK
+
+
+class Reloader:
+    """Re-reads config.yaml and the web config on SIGHUP: all of it applies, or none does."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace | None,
+        config: Config,
+        security: WebSecurity | None,
+        app: web.Application,
+        limits: ConnectionLimits,
+    ) -> None:
+        self._args = args
+        self._config = config
+        self._security = security
+        self._app = app
+        self._limits = limits
+
+    def reload(self) -> None:
+        """Validate both files completely, then apply them, or keep everything as it is."""
+        refresher = self._app[REFRESHER]
+        try:
+            if self._args is None:
+                raise ConfigError(["no command line to reload from"])
+            config = build_config(self._args)
+            security = build_security(config)
+            self._refuse_what_cannot_change(config, security)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error(
+                    "reload rejected; keeping the running configuration",
+                    extra={"problem": problem},
+                )
+            refresher.record_reload(successful=False)
+            return
+        if security is not None and security.tls is not None:
+            running = self._security.tls if self._security else None
+            assert running is not None  # _refuse_what_cannot_change checked it
+            security.apply_to(running)
+        self._app[GUARD].update(security, config.web)
+        self._limits.update(config.web)
+        refresher.reconfigure(config)
+        refresher.record_reload(successful=True)
+        self._config, self._security = config, security
+        log.info("configuration reloaded")
+
+    def _refuse_what_cannot_change(self, config: Config, security: WebSecurity | None) -> None:
+        problems = []
+        before, after = self._config.web, config.web
+        if before.address != after.address:
+            problems.append(
+                f"web.listen_address: changed from {before.listen_address} to "
+                f"{after.listen_address}; a running daemon cannot move: restart to apply"
+            )
+        if before.uvloop != after.uvloop:
+            problems.append("web.uvloop: the event loop is chosen at start: restart to apply")
+        had_tls = self._security is not None and self._security.tls is not None
+        has_tls = security is not None and security.tls is not None
+        if had_tls != has_tls:
+            problems.append("tls_server_config: TLS cannot be turned on or off by a reload")
+        elif (
+            had_tls
+            and security
+            and self._security
+            and security.client_ca_data() != self._security.client_ca_data()
+        ):
+            problems.append(
+                "tls_server_config: the client CA changed; a running TLS server can add "
+                "trusted CAs but not drop one: restart to apply"
+            )
+        if problems:
+            raise ConfigError(problems)
+
+
+def _raise_open_file_limit() -> None:
+    """Raise the soft open-file limit to the hard one, for many concurrent connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _log_startup_summary(app: web.Application, listening: str) -> None:

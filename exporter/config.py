@@ -14,6 +14,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal, Union
 
 import yaml
@@ -74,6 +75,11 @@ def _check_at_least_one(value: int) -> str | None:
     return None if value >= 1 else f"must be 1 or more, got {value}"
 
 
+def _check_paths(values: tuple[str, ...]) -> str | None:
+    bad = [v for v in values if not v.startswith("/")]
+    return f"paths must start with '/': {', '.join(bad)}" if bad else None
+
+
 def _check_not_blank(values: tuple[str, ...]) -> str | None:
     return "entries must not be empty" if any(not v.strip() for v in values) else None
 
@@ -91,6 +97,12 @@ class WebConfig:
     )
     shutdown_timeout_seconds: float = field(default=1.0, metadata=_rule(_check_positive))
     uvloop: bool = True
+    config_file: str | None = None
+    open_paths: tuple[str, ...] = field(
+        default=("/healthz", "/readyz"), metadata=_rule(_check_paths)
+    )
+    header_timeout_seconds: float = field(default=10.0, metadata=_rule(_check_positive))
+    max_connections: int = field(default=4096, metadata=_rule(_check_at_least_one))
 
     @property
     def address(self) -> ListenAddress:
@@ -127,6 +139,20 @@ class ModulesConfig:
     paths: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
     include: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
     exclude: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+    max: int = field(default=5000, metadata=_rule(_check_at_least_one))
+
+
+@dataclass(frozen=True, slots=True)
+class RedactConfig:
+    """What to leave out of the published data; a redacted value becomes ``<redacted>``."""
+
+    hostname: bool = False
+    server_address: bool = False
+    modules: Literal["none", "json", "metrics", "both"] = "none"
+
+    def modules_hidden_from(self, output: Literal["json", "metrics"]) -> bool:
+        """Whether the module list is redacted from ``output``."""
+        return self.modules in (output, "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +171,7 @@ class Config:
     commit: CommitConfig = field(default_factory=CommitConfig)
     modules: ModulesConfig = field(default_factory=ModulesConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
+    redact: RedactConfig = field(default_factory=RedactConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -155,6 +182,30 @@ def load_config(path: str | Path) -> Config:
     Prometheus does.
     """
     path = Path(path)
+    data = read_yaml(path)
+    config = config_from_mapping({} if data is None else data, source=str(path))
+    return _resolve_paths(config, path.parent)
+
+
+def config_from_mapping(data: object, *, source: str = "config") -> Config:
+    """Validate an already parsed mapping against the schema; raise ConfigError on faults."""
+    return build_dataclass(Config, data, source=source)
+
+
+T = typing.TypeVar("T")
+
+
+def build_dataclass(cls: type[T], data: object, *, source: str) -> T:
+    """Build frozen dataclass ``cls`` from parsed YAML; raise ConfigError naming every fault."""
+    problems: list[str] = []
+    built = _build(cls, data, "", problems)
+    if problems:
+        raise ConfigError([f"{source}: {p}" for p in problems])
+    return typing.cast(T, built)
+
+
+def read_yaml(path: Path) -> object:
+    """Parse a YAML file; raise ConfigError with the file and, for bad YAML, where it broke."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -162,24 +213,12 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{path}: invalid YAML{at}: {problem}"]) from None
-    config = config_from_mapping({} if data is None else data, source=str(path))
-    return _resolve_paths(config, path.parent)
-
-
-def config_from_mapping(data: object, *, source: str = "config") -> Config:
-    """Validate an already parsed mapping against the schema; raise ConfigError on faults."""
-    problems: list[str] = []
-    config = _build(Config, data, "", problems)
-    if problems:
-        raise ConfigError([f"{source}: {p}" for p in problems])
-    assert isinstance(config, Config)
-    return config
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:
@@ -194,7 +233,10 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     modules = dataclasses.replace(
         config.modules, paths=tuple(resolve(p) for p in config.modules.paths)
     )
-    return dataclasses.replace(config, commit=commit, modules=modules)
+    web = dataclasses.replace(
+        config.web, config_file=resolve(config.web.config_file) if config.web.config_file else None
+    )
+    return dataclasses.replace(config, commit=commit, modules=modules, web=web)
 
 
 def _build(cls: type, data: object, prefix: str, problems: list[str]) -> object:
@@ -242,6 +284,18 @@ def _coerce(hint: Any, value: object) -> tuple[Any, str | None]:
             return value, None
         choices = ", ".join(repr(a) for a in args)
         return None, f"must be one of {choices}, got {_describe(value)}"
+    if origin in (Mapping, dict):
+        if not isinstance(value, dict):
+            return None, f"expected a mapping, got {_describe(value)}"
+        entries: dict[Any, Any] = {}
+        for key, item in value.items():
+            coerced_key, problem = _coerce(args[0], key)
+            if problem is None:
+                coerced_item, problem = _coerce(args[1], item)
+            if problem is not None:
+                return None, f"entry {key!r}: {problem}"
+            entries[coerced_key] = coerced_item
+        return MappingProxyType(entries), None
     if origin is tuple:
         if not isinstance(value, list):
             return None, f"expected a list, got {_describe(value)}"

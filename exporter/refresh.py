@@ -52,6 +52,8 @@ class RefreshStats:
     changes: Mapping[str, int] = field(
         default_factory=lambda: MappingProxyType(dict.fromkeys(CHANGE_KINDS, 0))
     )
+    config_reload_successful: bool = True
+    config_reload_success_timestamp: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,12 @@ def _log_news(
             "module %s",
             change.kind,
             extra={"package": change.module, "old": change.old, "new": change.new},
+        )
+    dropped = published.snapshot.modules_dropped
+    if dropped and not (previous and previous.snapshot.modules_dropped):
+        log.warning(
+            "more modules than modules.max: the rest are not published",
+            extra={"max": len(published.snapshot.modules), "dropped": dropped},
         )
     already = set(previous.snapshot.skipped) if previous else set()
     for skipped in published.snapshot.skipped:
@@ -160,10 +168,25 @@ class Refresher(Generic[T]):
             self._ready.set()
             return True
 
+    def reconfigure(self, config: Config) -> None:
+        """Use ``config`` from the next refresh on (a reload), and refresh now."""
+        self.config = config
+        self.request_refresh()
+
+    def record_reload(self, *, successful: bool) -> None:
+        """Count a configuration reload in the health stats, and republish them now."""
+        stamp = time.time() if successful else self._stats.config_reload_success_timestamp
+        self._stats = replace(
+            self._stats,
+            config_reload_successful=successful,
+            config_reload_success_timestamp=stamp,
+        )
+        self.request_refresh()
+
     async def run(self) -> None:
         """Refresh now and then every interval, until cancelled."""
-        interval = self.config.refresh.interval_seconds
         while True:
+            interval = self.config.refresh.interval_seconds
             started = time.monotonic()
             await self.refresh_now()
             self._wake.clear()

@@ -6,6 +6,8 @@ handlers read it without locks.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import platform
 import sys
@@ -14,7 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from exporter import __version__
 from exporter.collectors.commit import Commit, collect_commit
@@ -28,9 +30,11 @@ from exporter.collectors.python import (
     collect_python,
     find_environment_config,
 )
-from exporter.config import Config
+from exporter.config import Config, RedactConfig
 
 UNKNOWN_VERSION = "unknown"
+REDACTED = "<redacted>"
+EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class Snapshot:
     taken_at: float
     duration_seconds: float
     installed_scan: InstalledScan | None = None
+    redaction: RedactConfig = field(default_factory=RedactConfig)
+    modules_dropped: int = 0
 
     def same_facts(self, other: Snapshot) -> bool:
         """Whether ``other`` publishes the same facts (timings and identity aside)."""
@@ -85,8 +91,20 @@ class Snapshot:
             and self.platform == other.platform
             and self.python == other.python
             and self.refresh_interval_seconds == other.refresh_interval_seconds
+            and self.redaction == other.redaction
             and self.modules == other.modules
         )
+
+    @property
+    def published_platform(self) -> PlatformInfo:
+        """The platform facts as published: the host name redacted when configured."""
+        if self.redaction.hostname:
+            return dataclasses.replace(self.platform, node=REDACTED)
+        return self.platform
+
+    def published_modules(self, output: Literal["json", "metrics"]) -> Mapping[str, str]:
+        """The modules as published to ``output``: none when redacted from it."""
+        return EMPTY if self.redaction.modules_hidden_from(output) else self.modules
 
 
 def take_snapshot(
@@ -108,6 +126,9 @@ def take_snapshot(
     else:
         found, skipped = collect_loaded(sources.sys_modules())
     modules = ModuleFilter(config.modules.include, config.modules.exclude).apply(found)
+    dropped = max(0, len(modules) - config.modules.max)
+    if dropped:
+        modules = dict(itertools.islice(modules.items(), config.modules.max))
     commit = collect_commit(
         value=config.commit.value,
         env_names=config.commit.env,
@@ -128,6 +149,8 @@ def take_snapshot(
         taken_at=sources.clock(),
         duration_seconds=sources.perf_counter() - started,
         installed_scan=scan,
+        redaction=config.redact,
+        modules_dropped=dropped,
     )
 
 

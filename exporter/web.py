@@ -16,15 +16,18 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from exporter.config import Config
+from exporter.guard import Guard
 from exporter.negotiate import metrics_variant, prefers_html
 from exporter.refresh import Refresher
 from exporter.render.html import STATUS_SCRIPT_CSP
 from exporter.render.pages import Pages, render_pages
 from exporter.render.prometheus import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, ProcessMetrics
 from exporter.snapshot import Identity, Sources
+from exporter.webconfig import WebSecurity
 
 REFRESHER = web.AppKey("refresher", Refresher[Pages])
 PROCESS_METRICS = web.AppKey("process_metrics", ProcessMetrics)
+GUARD = web.AppKey("guard", Guard)
 
 _HTML_HEADERS = {
     "Content-Type": "text/html; charset=utf-8",
@@ -63,10 +66,21 @@ _BAD_FORMAT = b'{"error":"format must be json or html"}'
 
 
 def create_app(
-    config: Config, *, identity: Identity | None = None, sources: Sources | None = None
+    config: Config,
+    *,
+    security: WebSecurity | None = None,
+    identity: Identity | None = None,
+    sources: Sources | None = None,
 ) -> web.Application:
-    """The daemon's application: the status routes, a landing page and health probes."""
-    app = web.Application()
+    """The daemon's application: the status routes, a landing page and health probes.
+
+    ``security`` (a loaded ``--web.config.file``) turns on basic auth and extra
+    headers; the guard under ``GUARD`` can swap them on reload.
+    """
+    guard = Guard(security, config.web)
+    app = web.Application(middlewares=[guard.middleware])
+    app[GUARD] = guard
+    app.on_cleanup.append(_close_guard)
     setup(app, config, identity=identity, sources=sources)
     handlers = _Handlers(app[REFRESHER], app[PROCESS_METRICS])
     app.router.add_get("/", handlers.landing)
@@ -104,6 +118,10 @@ def setup(
     if metrics_path:
         app.router.add_get(metrics_path, handlers.metrics)
     return refresher
+
+
+async def _close_guard(app: web.Application) -> None:
+    app[GUARD].close()
 
 
 async def _refresh_in_background(app: web.Application) -> AsyncIterator[None]:

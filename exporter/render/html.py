@@ -31,7 +31,7 @@ def render_landing(snapshot: Snapshot, stats: RefreshStats) -> bytes:
         ("API version", str(s.api_version)),
         ("Python", s.python.version_string),
         ("Platform", f"{s.platform.system} {s.platform.release} ({s.platform.machine})"),
-        ("Host", s.platform.node),
+        ("Host", s.published_platform.node),
         ("Modules", f"{len(s.modules)} published, {len(s.skipped)} skipped"),
         ("Last refresh", f"{_utc(s.taken_at)} (every {s.refresh_interval_seconds:g} s)"),
         ("Refresh errors", str(stats.errors)),
@@ -129,7 +129,7 @@ def render_status_page(
         ("Application version", s.app_version),
         ("Python", f"{s.python.implementation} {s.python.version}"),
         ("Platform", f"{s.platform.system} {s.platform.release} {s.platform.machine}"),
-        ("Host", s.platform.node),
+        ("Host", s.published_platform.node),
         ("Last refresh", _utc(s.taken_at)),
         ("Refresh errors", str(stats.errors)),
     ]
@@ -141,7 +141,7 @@ def render_status_page(
     rows = "\n".join(
         f'<tr data-key="{escape((name + " " + version).lower())}"><td>{escape(name)}</td>'
         f"<td>{escape(version)}</td></tr>"
-        for name, version in s.modules.items()
+        for name, version in s.published_modules("json").items()
     )
     metrics_link = (
         f' &middot; <a href="{escape(metrics_path)}">Prometheus metrics</a>' if metrics_path else ""
@@ -150,13 +150,13 @@ def render_status_page(
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<title>Status of {escape(s.platform.node)}</title><style>{_STATUS_STYLE}</style></head>
-<body><h1>Status of {escape(s.platform.node)}</h1>
+<title>Status of {escape(s.published_platform.node)}</title><style>{_STATUS_STYLE}</style></head>
+<body><h1>Status of {escape(s.published_platform.node)}</h1>
 <p class="sub">{escape(s.python.version_string)}</p>
 <p><a href="?format=json">JSON</a> &middot;
 <a href="?format=json&amp;pretty">JSON, indented</a>{metrics_link}</p>
 <div class="summary">{summary}{uptime}</div>
-<h2>Modules <small>(<span id="shown">{len(s.modules)}</span>)</small></h2>
+<h2>Modules <small>(<span id="shown">{len(s.published_modules("json"))}</span>)</small></h2>
 <p><label>Filter <input id="filter" type="search" placeholder="name or version"
 autocomplete="off"></label></p>
 <table id="modules"><thead><tr><th>Module</th><th>Version</th></tr></thead>

@@ -11,7 +11,7 @@ import datetime
 import json
 from typing import Any
 
-from exporter.snapshot import Snapshot
+from exporter.snapshot import REDACTED, Snapshot
 
 _MARKER = "\x00server_address\x00"  # control characters never reach a snapshot, so it is unique
 # Each entry is a full copy of the body (about 40 bytes a module): keep few. Clients of one
@@ -20,18 +20,35 @@ _HOST_CACHE_SIZE = 4
 
 
 def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
-    """The status as a plain dict: the original fields first, then what this daemon adds."""
-    return {
+    """The status as a plain dict: the original fields first, then what this daemon adds.
+
+    Redacted values keep their place and type (``<redacted>``, or an empty
+    ``modules``), and ``redacted`` lists them, so scripts can tell.
+    """
+    redaction = snapshot.redaction
+    fields: dict[str, Any] = {
         "api_version": snapshot.api_version,
         "commit": snapshot.commit.value,
-        "server_address": server_address,
-        "platform_info": snapshot.platform.as_dict(),
+        "server_address": REDACTED if redaction.server_address else server_address,
+        "platform_info": snapshot.published_platform.as_dict(),
         "python_version": snapshot.python.version_string,
-        "modules": dict(snapshot.modules),
+        "modules": dict(snapshot.published_modules("json")),
         "server_id": snapshot.identity.server_id,
         "started_at": _rfc3339(snapshot.identity.started_at),
         "refreshed_at": _rfc3339(snapshot.taken_at),
     }
+    redacted = [
+        name
+        for name, hidden in (
+            ("server_address", redaction.server_address),
+            ("platform_info.node", redaction.hostname),
+            ("modules", redaction.modules_hidden_from("json")),
+        )
+        if hidden
+    ]
+    if redacted:
+        fields["redacted"] = redacted
+    return fields
 
 
 class StatusDocument:

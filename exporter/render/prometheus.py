@@ -81,12 +81,12 @@ class FactsCollector(Collector):
         yield InfoMetricFamily(
             "platform",
             "The platform.uname() fields of the host. " + every,
-            value=s.platform.as_dict(),
+            value=s.published_platform.as_dict(),
         )
         if not self._with_modules:
             return
         modules = InfoMetricFamily("module", MODULE_HELP + every, labels=("module", "version"))
-        for name, version in s.modules.items():
+        for name, version in s.published_modules("metrics").items():
             modules.add_metric((name, version), {})
         yield modules
 
@@ -113,7 +113,7 @@ def render_module_info(snapshot: Snapshot, *, openmetrics: bool) -> bytes:
     lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
     lines.extend(
         f'module_info{{module="{_escape_label(module)}",version="{_escape_label(version)}"}} 1.0\n'
-        for module, version in snapshot.modules.items()
+        for module, version in snapshot.published_modules("metrics").items()
     )
     return "".join(lines).encode("utf-8")
 
@@ -170,6 +170,21 @@ class HealthCollector(Collector):
         )
         yield GaugeMetricFamily(
             "status_exporter_modules", "Modules published in module_info.", value=len(s.modules)
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_modules_dropped",
+            "Modules left out because there were more than modules.max.",
+            value=s.modules_dropped,
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_config_last_reload_successful",
+            "Whether the last configuration reload (SIGHUP) succeeded.",
+            value=1.0 if stats.config_reload_successful else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "status_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+            value=stats.config_reload_success_timestamp,
         )
         yield GaugeMetricFamily(
             "status_exporter_modules_skipped",

@@ -1,0 +1,209 @@
+"""What stands between the network and the handlers: limits, deadlines, authentication.
+
+- ``Guard.middleware``: basic auth (all paths but the open ones) and the web
+  config's extra headers; a reload swaps its rules whole.
+- ``GuardedTCPSite``: a TCP site whose connections must send a complete
+  request head within ``web.header_timeout_seconds`` (slow clients that
+  trickle headers byte by byte are closed), and beyond
+  ``web.max_connections`` open connections get a fast 503 and are closed,
+  rather than queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_runner import BaseSite
+
+from exporter.auth import BasicAuth
+from exporter.config import WebConfig
+from exporter.webconfig import WebSecurity
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_UNAUTHORIZED = b"401 Unauthorized\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\n\r\ntoo many connections"
+)
+_HEAD_END = b"\r\n\r\n"
+
+
+class Guard:
+    """Authentication and extra headers, replaced whole by ``update`` on reload."""
+
+    def __init__(self, security: WebSecurity | None, web_config: WebConfig) -> None:
+        self._auth: BasicAuth | None = None
+        self._headers: Mapping[str, str] = {}
+        self._open_paths: frozenset[str] = frozenset()
+        self.update(security, web_config)
+
+    def update(self, security: WebSecurity | None, web_config: WebConfig) -> None:
+        """Apply a (new) web config and config.yaml's open paths."""
+        old = self._auth
+        self._auth = BasicAuth(security.users) if security and security.users else None
+        self._headers = dict(security.headers) if security else {}
+        self._open_paths = frozenset(web_config.open_paths)
+        if old is not None:
+            old.close()
+
+    @property
+    def authenticating(self) -> bool:
+        """Whether basic auth is on."""
+        return self._auth is not None
+
+    def close(self) -> None:
+        """Stop the authentication worker."""
+        if self._auth is not None:
+            self._auth.close()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Check credentials unless the path is open; add the configured headers."""
+        auth, headers = self._auth, self._headers
+        if auth is None and not headers:
+            return await handler(request)
+        if (
+            auth is not None
+            and request.path not in self._open_paths
+            and not await auth.check(request.headers.get("Authorization"))
+        ):
+            return web.Response(
+                status=401,
+                body=_UNAUTHORIZED,
+                headers={
+                    **headers,
+                    "WWW-Authenticate": 'Basic realm="status-exporter", charset="UTF-8"',
+                    "Content-Type": "text/plain; charset=utf-8",
+                },
+            )
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(headers)
+            raise
+        response.headers.update(headers)
+        return response
+
+
+class ConnectionLimits:
+    """The open-connection count and the settings every connection obeys."""
+
+    def __init__(self, web_config: WebConfig) -> None:
+        self.open = 0
+        self.rejected = 0
+        self.timed_out = 0
+        self.update(web_config)
+
+    def update(self, web_config: WebConfig) -> None:
+        """Apply new limits to connections made from now on."""
+        self.max_connections = web_config.max_connections
+        self.header_timeout = web_config.header_timeout_seconds
+
+
+class _GuardedConnection(asyncio.Protocol):
+    """Wraps aiohttp's protocol: a deadline for each request head, and the connection cap."""
+
+    def __init__(self, inner: asyncio.Protocol, limits: ConnectionLimits) -> None:
+        self._inner = inner
+        self._limits = limits
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._in_head = True
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self._transport = typing.cast(asyncio.Transport, transport)
+        self._limits.open += 1
+        if self._limits.open > self._limits.max_connections:
+            self._refused = True
+            self._limits.rejected += 1
+            self._transport.write(_BUSY)
+            self._transport.close()
+            return
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._in_head:
+            # A new request starts with the first byte after the previous head was complete.
+            self._in_head = True
+            self._arm()
+        if self._in_head:
+            window = self._tail + data
+            if _HEAD_END in window:
+                self._in_head = False
+                self._tail = b""
+                self._disarm()
+            else:
+                self._tail = window[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None if self._refused else self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._limits.open -= 1
+        self._disarm()
+        if not self._refused:
+            self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if not self._refused:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if not self._refused:
+            self._inner.resume_writing()
+
+    def _arm(self) -> None:
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._limits.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._limits.timed_out += 1
+        if self._transport is not None:
+            self._transport.close()
+
+
+class GuardedTCPSite(web.TCPSite):
+    """A TCPSite whose connections go through :class:`_GuardedConnection`."""
+
+    def __init__(
+        self, runner: web.BaseRunner, *args: Any, limits: ConnectionLimits, **kwargs: Any
+    ) -> None:
+        super().__init__(runner, *args, **kwargs)
+        self._limits = limits
+
+    async def start(self) -> None:
+        """Listen, wrapping aiohttp's protocol factory."""
+        await BaseSite.start(self)
+        server = self._runner.server
+        assert server is not None
+        limits = self._limits
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _GuardedConnection(server(), limits),
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+            ssl_handshake_timeout=limits.header_timeout if self._ssl_context else None,
+        )
