@@ -272,6 +272,8 @@ def _build(cls: type, data: object, prefix: str, problems: list[str]) -> object:
 
 def _coerce(hint: Any, value: object) -> tuple[Any, str | None]:
     """Return ``(value, None)`` when ``value`` fits type ``hint``, else ``(None, problem)``."""
+    if hint is Any:
+        return value, None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (Union, types.UnionType):

@@ -31,6 +31,7 @@ _BUSY = (
     b"Connection: close\r\nRetry-After: 1\r\n\r\ntoo many connections"
 )
 _HEAD_END = b"\r\n\r\n"
+_REFUSED_GRACE = 1.0
 
 
 class Guard:
@@ -124,8 +125,12 @@ class _GuardedConnection(asyncio.Protocol):
         if self._limits.open > self._limits.max_connections:
             self._refused = True
             self._limits.rejected += 1
+            # Half-close after the 503 and drain what the client sends: closing with unread
+            # input would make the kernel send a reset that can destroy the 503 in flight.
             self._transport.write(_BUSY)
-            self._transport.close()
+            if self._transport.can_write_eof():
+                self._transport.write_eof()
+            asyncio.get_running_loop().call_later(_REFUSED_GRACE, self._transport.close)
             return
         self._arm()
         self._inner.connection_made(transport)

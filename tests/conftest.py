@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ def start_client(aiohttp_client) -> StartClient:  # type: ignore[no-untyped-def]
     async def start(config: Config, *, sources: Sources | None = None) -> TestClient:
         app = create_app(config, identity=Identity.new(), sources=sources or quiet_sources())
         client = await aiohttp_client(app)
-        await app[REFRESHER].wait_ready()
+        # Bounded: a first refresh that fails must fail the test, not hang the suite.
+        await asyncio.wait_for(app[REFRESHER].wait_ready(), 30)
         return client
 
     return start

@@ -111,8 +111,9 @@ def test_metadata_that_is_a_directory_or_missing_is_skipped(fake_env):
     (fake_env.path / "empty-1.dist-info").mkdir()
     scan = scan_installed([str(fake_env.path)])
     assert scan.distributions() == {}
-    assert len(scan.skipped()) == 2
-    assert all("cannot read" in s.reason for s in scan.skipped())
+    reasons = {s.path.split("/")[-2]: s.reason for s in scan.skipped()}
+    assert reasons["dir-1.dist-info"] == "not a regular file"
+    assert reasons["empty-1.dist-info"].startswith("cannot read")
 
 
 def test_hostile_but_printable_values_are_kept_for_escaping(fake_env):
@@ -163,3 +164,42 @@ def test_read_distribution_reads_crlf_headers(tmp_path):
     path.write_bytes(b"Name: crlf\r\nVersion: 1.2\r\n\r\n")
     dist = read_distribution(str(path))
     assert (dist.name, dist.version) == ("crlf", "1.2")
+
+
+def test_a_fifo_or_device_as_metadata_does_not_hang_the_scan(fake_env):
+    """A METADATA that is a named pipe (it would block a plain open) is skipped at once."""
+    fake_env.install("good", "1.0")
+    folder = fake_env.path / "trap-1.dist-info"
+    folder.mkdir()
+    os.mkfifo(folder / "METADATA")
+    (fake_env.path / "dev-1.dist-info").mkdir()
+    os.symlink("/dev/zero", fake_env.path / "dev-1.dist-info" / "METADATA")
+    scan = scan_installed([str(fake_env.path)])
+    assert scan.distributions() == {"good": "1.0"}
+    assert sorted(s.reason for s in scan.skipped()) == ["not a regular file"] * 2
+
+
+def test_dist_info_deleted_during_the_scan_is_skipped_not_fatal(fake_env):
+    """Entries removed while a scan runs are skipped and counted; the rest are reported."""
+    import shutil
+    import threading
+
+    for i in range(400):
+        fake_env.install(f"p{i}", "1")
+    stop = threading.Event()
+
+    def churn():
+        i = 0
+        while not stop.is_set() and i < 400:
+            shutil.rmtree(fake_env.path / f"p{i}-1.dist-info", ignore_errors=True)
+            i += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        scan = scan_installed([str(fake_env.path)])
+    finally:
+        stop.set()
+        thread.join()
+    assert len(scan.distributions()) + len(scan.skipped()) <= 400
+    assert all("cannot read" in s.reason for s in scan.skipped())

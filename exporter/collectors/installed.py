@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -149,8 +150,11 @@ class MetadataError(Exception):
 def read_distribution(metadata_path: str) -> Distribution:
     """Read ``Name`` and ``Version`` from the header of a METADATA or PKG-INFO file."""
     try:
-        fd = os.open(metadata_path, os.O_RDONLY)
+        # O_NONBLOCK: a FIFO planted as METADATA must not block the refresh forever.
+        fd = os.open(metadata_path, os.O_RDONLY | os.O_NONBLOCK)
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise MetadataError("not a regular file")
             head = os.read(fd, _HEAD_BYTES)
             fields = _header_fields(head)
             if len(fields) < 2 and len(head) == _HEAD_BYTES:

@@ -54,16 +54,23 @@ def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
 class StatusDocument:
     """Pre-serialised JSON, compact and pretty, that takes the request's Host per call."""
 
-    __slots__ = ("_cache", "_compact", "_pretty")
+    __slots__ = ("_cache", "_compact", "_pretty", "_static")
 
     def __init__(self, snapshot: Snapshot) -> None:
         fields = status_fields(snapshot, _MARKER)
-        self._compact = _split(json.dumps(fields, separators=(",", ":")))
-        self._pretty = _split(json.dumps(fields, indent=2) + "\n")
+        compact = json.dumps(fields, separators=(",", ":"))
+        pretty = json.dumps(fields, indent=2) + "\n"
+        if snapshot.redaction.server_address:  # no Host to splice in: the bytes are final
+            self._compact, self._pretty = (compact.encode(), b""), (pretty.encode(), b"")
+        else:
+            self._compact, self._pretty = _split(compact), _split(pretty)
+        self._static = snapshot.redaction.server_address
         self._cache: dict[tuple[str, bool], bytes] = {}
 
     def body(self, server_address: str, *, pretty: bool = False) -> bytes:
         """The document with ``server_address`` filled in."""
+        if self._static:
+            return (self._pretty if pretty else self._compact)[0]
         key = (server_address, pretty)
         cached = self._cache.get(key)
         if cached is not None:
