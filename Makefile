@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ pytest: $(STAMP)
 # apt-get install wrk prometheus-node-exporter). BENCH_ARGS='--distributions 10000'.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# A million requests while refreshes run back to back and the environment
+# changes; fails on any error, RSS growth of 5% or more, or leaked descriptors.
+# SOAK_ARGS='--requests 100000' for a shorter run.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import FakeEnvironment, StartClient, git, quiet_sources, tool
+from support import PKI, FakeEnvironment, StartClient, git, make_ca, make_leaf, quiet_sources, tool
 
 from exporter.config import Config
 from exporter.snapshot import Identity, Sources
@@ -46,3 +46,23 @@ def git_repo(tmp_path: Path) -> Path:
         git(repo, "add", "f")
         git(repo, "commit", "-q", "-m", f"c{n}")
     return repo
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> PKI:
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a stranger's."""
+    d = tmp_path_factory.mktemp("pki")
+    make_ca(d, "ca")
+    make_ca(d, "other-ca")
+    make_leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
+    make_leaf(d, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    return PKI(
+        d / "ca.pem",
+        d / "server.pem",
+        d / "server.key",
+        d / "client.pem",
+        d / "client.key",
+        d / "stranger.pem",
+        d / "stranger.key",
+    )

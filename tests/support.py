@@ -8,14 +8,17 @@ import re
 import select
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.openmetrics.parser import (
@@ -208,3 +211,101 @@ class Daemon:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)
+
+
+PASSWORD = "s3cret-pass"
+
+
+@dataclass
+class PKI:
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a stranger's."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    stranger_cert: Path
+    stranger_key: Path
+
+
+def openssl(directory: Path, *args: str) -> None:
+    subprocess.run(
+        [tool("openssl"), *args], cwd=directory, check=True, capture_output=True, timeout=60
+    )
+
+
+def make_ca(directory: Path, name: str) -> None:
+    openssl(
+        directory,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+    )
+
+
+def make_leaf(directory: Path, name: str, ca: str, extension: str) -> None:
+    (directory / f"{name}.ext").write_text(extension)
+    openssl(
+        directory,
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={name}",
+    )
+    openssl(
+        directory,
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.pem",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+    )
+
+
+def bcrypt_hash(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
+
+
+def client_context(
+    pki: PKI,
+    cert: Path | None = None,
+    key: Path | None = None,
+    maximum: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    if cert and key:
+        context.load_cert_chain(str(cert), str(key))
+    if maximum:
+        context.maximum_version = maximum
+    return context

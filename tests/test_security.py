@@ -6,124 +6,19 @@ import asyncio
 import http.client
 import json
 import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from dataclasses import dataclass
 from pathlib import Path
 
-import bcrypt
 import pytest
 import yaml
-from support import Daemon, tool
+from support import PASSWORD, Daemon, bcrypt_hash, client_context
 
 from exporter.auth import BasicAuth
 from exporter.config import ConfigError
 from exporter.webconfig import load_web_config
-
-PASSWORD = "s3cret-pass"
-
-
-@dataclass
-class PKI:
-    """A CA, a server certificate for 127.0.0.1, a client certificate, and a stranger's."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path
-    stranger_key: Path
-
-
-def openssl(directory: Path, *args: str) -> None:
-    subprocess.run(
-        [tool("openssl"), *args], cwd=directory, check=True, capture_output=True, timeout=60
-    )
-
-
-def make_ca(directory: Path, name: str) -> None:
-    openssl(
-        directory,
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.pem",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN={name}",
-    )
-
-
-def make_leaf(directory: Path, name: str, ca: str, extension: str) -> None:
-    (directory / f"{name}.ext").write_text(extension)
-    openssl(
-        directory,
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        "-subj",
-        f"/CN={name}",
-    )
-    openssl(
-        directory,
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{ca}.pem",
-        "-CAkey",
-        f"{ca}.key",
-        "-CAcreateserial",
-        "-out",
-        f"{name}.pem",
-        "-days",
-        "2",
-        "-extfile",
-        f"{name}.ext",
-    )
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> PKI:
-    d = tmp_path_factory.mktemp("pki")
-    make_ca(d, "ca")
-    make_ca(d, "other-ca")
-    make_leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
-    make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
-    make_leaf(d, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
-    return PKI(
-        d / "ca.pem",
-        d / "server.pem",
-        d / "server.key",
-        d / "client.pem",
-        d / "client.key",
-        d / "stranger.pem",
-        d / "stranger.key",
-    )
-
-
-def bcrypt_hash(password: str) -> str:
-    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()
 
 
 def write_configs(tmp_path: Path, web: dict, **config: object) -> Path:
@@ -131,20 +26,6 @@ def write_configs(tmp_path: Path, web: dict, **config: object) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"web": {"config_file": "web.yml"}, **config}))
     return path
-
-
-def client_context(
-    pki: PKI,
-    cert: Path | None = None,
-    key: Path | None = None,
-    maximum: ssl.TLSVersion | None = None,
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    if cert and key:
-        context.load_cert_chain(str(cert), str(key))
-    if maximum:
-        context.maximum_version = maximum
-    return context
 
 
 def https_get(
