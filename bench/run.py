@@ -42,6 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import free_port  # noqa: E402
+
 from exporter.collectors.installed import scan_installed  # noqa: E402
 from exporter.config import config_from_mapping  # noqa: E402
 from exporter.refresh import RefreshStats  # noqa: E402
@@ -140,13 +142,6 @@ def refresh_costs(site: Path, repeat: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -25,16 +25,10 @@ import time
 from pathlib import Path
 
 import aiohttp
+from common import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_SHARE = 0.05
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -74,8 +68,9 @@ def churn(site: Path, stop: threading.Event) -> None:
         install(site, "churn", f"{step}.0")
 
 
-async def load(base: str, total: int, concurrency: int, deadline: float,
-               warmed: asyncio.Event, warm_at: int) -> tuple[int, list[str]]:
+async def load(
+    base: str, total: int, concurrency: int, deadline: float, warmed: asyncio.Event, warm_at: int
+) -> tuple[int, list[str]]:
     """Send ``total`` requests over ``concurrency`` keep-alive connections; return sent, errors."""
     sent = 0
     errors: list[str] = []
@@ -124,15 +119,28 @@ def main() -> int:
         for i in range(args.distributions):
             install(site, f"package-{i}", f"1.{i}")
         config = tmp / "config.json"
-        config.write_text(json.dumps({
-            "modules": {"paths": [str(site)]},
-            "refresh": {"interval_seconds": 0.01},  # back to back
-            "commit": {"value": "soak"},
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "modules": {"paths": [str(site)]},
+                    "refresh": {"interval_seconds": 0.01},  # back to back
+                    "commit": {"value": "soak"},
+                }
+            )
+        )
         port = free_port()
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "exporter", "--config.file", str(config),
-             "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "error"],
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config.file",
+                str(config),
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+                "--log.level",
+                "error",
+            ],
             cwd=ROOT,
         )
         base = f"http://127.0.0.1:{port}"
@@ -152,12 +160,19 @@ def main() -> int:
 
         async def run() -> tuple[int, list[str], int]:
             warmed = asyncio.Event()
-            task = asyncio.create_task(load(
-                base, args.requests, args.concurrency, time.monotonic() + args.max_seconds,
-                warmed, max(1, int(args.requests * WARM_UP_SHARE)),
-            ))
-            await asyncio.wait([asyncio.create_task(warmed.wait()), task],
-                               return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(
+                load(
+                    base,
+                    args.requests,
+                    args.concurrency,
+                    time.monotonic() + args.max_seconds,
+                    warmed,
+                    max(1, int(args.requests * WARM_UP_SHARE)),
+                )
+            )
+            await asyncio.wait(
+                [asyncio.create_task(warmed.wait()), task], return_when=asyncio.FIRST_COMPLETED
+            )
             rss_warm = rss_kib(daemon.pid)
             sent, errors = await task
             return sent, errors, rss_warm
@@ -173,14 +188,24 @@ def main() -> int:
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
             text = b"".join(iter(lambda: sock.recv(65536), b"")).decode(errors="replace")
-        refreshes = next((line.split()[1] for line in text.splitlines()
-                          if line.startswith("status_exporter_refreshes_total ")), "?")
+        refreshes = next(
+            (
+                line.split()[1]
+                for line in text.splitlines()
+                if line.startswith("status_exporter_refreshes_total ")
+            ),
+            "?",
+        )
         growth = (rss_end - rss_start) / rss_start * 100
-        print(f"requests: {sent:,} in {elapsed:.0f} s ({sent / elapsed:,.0f}/s), "
-              f"concurrency {args.concurrency}, refreshes during the run: {refreshes}")
+        print(
+            f"requests: {sent:,} in {elapsed:.0f} s ({sent / elapsed:,.0f}/s), "
+            f"concurrency {args.concurrency}, refreshes during the run: {refreshes}"
+        )
         print(f"errors: {len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
-        print(f"rss: {rss_start / 1024:.1f} MiB after warm-up, {rss_end / 1024:.1f} MiB at the end "
-              f"({growth:+.2f}%)")
+        print(
+            f"rss: {rss_start / 1024:.1f} MiB after warm-up, {rss_end / 1024:.1f} MiB at the end "
+            f"({growth:+.2f}%)"
+        )
         print(f"open fds: {fds_before} before, {fds_after} after")
         ok = not errors and growth < 5.0 and fds_after <= fds_before and sent == args.requests
         print("result: " + ("PASS" if ok else "FAIL"))

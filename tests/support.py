@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import queue
 import re
-import select
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -143,24 +147,24 @@ def git(cwd: Path, *args: str) -> str:
 class Daemon:
     """``python -m exporter`` as a child on 127.0.0.1 with a free port, read from its log."""
 
-    def __init__(self, config_file: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config_file: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        listen_flag: bool = True,
+    ) -> None:
+        listen = ["--web.listen-address", "127.0.0.1:0"] if listen_flag else []
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config_file),
-                "--web.listen-address",
-                "127.0.0.1:0",
-                *args,
-            ],
+            [sys.executable, "-m", "exporter", "--config.file", str(config_file), *listen, *args],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
             env={**os.environ, **(env or {})},
         )
         self.lines: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
         try:
             listening = self.wait_for("listening")
         except BaseException:
@@ -172,18 +176,24 @@ class Daemon:
     def wait_for(self, needle: str, timeout: float = 20.0) -> str:
         """Read log lines until one contains ``needle``; fail after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        assert self.process.stderr is not None
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stderr], [], [], 0.1)
-            if not ready:
-                continue
-            line = self.process.stderr.readline()
-            if not line:
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
                 break
+            if line is None:
+                break  # the process closed its stderr
             self.lines.append(line)
             if needle in line:
                 return line
         raise AssertionError(f"no log line with {needle!r}; got:\n{''.join(self.lines)}")
+
+    def _read_stderr(self) -> None:
+        # A thread, not select(): select cannot see lines already in the reader's buffer.
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._lines.put(line)
+        self._lines.put(None)
 
     def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """A blocking GET on the daemon; returns status and body."""
@@ -200,8 +210,9 @@ class Daemon:
         self.process.send_signal(signum)
         code = self.process.wait(timeout)
         elapsed = time.monotonic() - started
-        assert self.process.stderr is not None
-        self.lines.extend(self.process.stderr.readlines())
+        with contextlib.suppress(queue.Empty):
+            while (line := self._lines.get(timeout=2)) is not None:
+                self.lines.append(line)
         return code, elapsed
 
     def __enter__(self) -> Daemon:
@@ -235,16 +246,15 @@ def openssl(directory: Path, *args: str) -> None:
     )
 
 
+_EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+
+
 def make_ca(directory: Path, name: str) -> None:
     openssl(
         directory,
         "req",
         "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
+        *_EC_KEY,
         "-keyout",
         f"{name}.key",
         "-out",
@@ -261,11 +271,7 @@ def make_leaf(directory: Path, name: str, ca: str, extension: str) -> None:
     openssl(
         directory,
         "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
+        *_EC_KEY,
         "-keyout",
         f"{name}.key",
         "-out",
@@ -309,3 +315,22 @@ def client_context(
     if maximum:
         context.maximum_version = maximum
     return context
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
+    """Call ``check`` until it returns something truthy, and return that; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")

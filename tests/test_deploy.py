@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import tool
+from support import free_port, tool
 
 from exporter.config import DEFAULT_PORT, load_config
 
@@ -65,12 +64,6 @@ def test_dockerfile_shape():
     assert "COMMIT" in load_config(REPO / "config.yaml").commit.env
     ignored = (REPO / ".dockerignore").read_text()
     assert "*" in ignored.splitlines()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_dockerfile_commands_work_in_a_fresh_venv(tmp_path):

@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import re
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import Daemon, FakeEnvironment, tool
+from support import Daemon, FakeEnvironment, free_port, tool, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 JOB = "python-status"
@@ -32,12 +30,6 @@ GRAFANA_SUBSTITUTIONS = {
     "$instance": ".+",
     "$module": ".+",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -76,14 +68,7 @@ class Fleet:
 
     def wait_for(self, check, what: str, timeout: float = 30.0):
         """Retry ``check`` until it returns something truthy; fail after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+        return wait_until(check, what, timeout)
 
 
 @pytest.fixture(scope="module")

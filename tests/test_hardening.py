@@ -7,13 +7,11 @@ import logging
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 import yaml
-from support import Daemon, env_config, fetch_metrics, module_series, refresh
+from support import Daemon, env_config, fetch_metrics, module_series, refresh, wait_until
 
 from exporter.snapshot import REDACTED
 
@@ -87,16 +85,6 @@ def reload_metrics(daemon: Daemon) -> tuple[float, float]:
     )
 
 
-def wait_until(check, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_sighup_applies_a_valid_config_and_rejects_a_bad_one(fake_env, tmp_path):
     """A valid reload takes effect at once; an invalid one is logged by key and changes nothing."""
     fake_env.install("django", "4.2.1")
@@ -150,33 +138,21 @@ def test_sighup_refuses_a_new_listen_address_whole(fake_env, tmp_path):
     write_config(
         config, modules={"paths": [str(fake_env.path)]}, web={"listen_address": f"127.0.0.1:{port}"}
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--config.file", str(config)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = []
-        while "status-exporter started" not in (line := process.stderr.readline()):
-            lines.append(line)
-            assert line, "".join(lines)
+    with Daemon(config, listen_flag=False) as daemon:
+        assert daemon.address == f"127.0.0.1:{port}"
+        daemon.wait_for("status-exporter started")
         write_config(
             config,
             modules={"paths": [str(fake_env.path)], "include": ["nothing"]},
             web={"listen_address": "127.0.0.1:1"},
         )
-        process.send_signal(signal.SIGHUP)
-        while "reload rejected" not in (line := process.stderr.readline()):
-            assert line
+        daemon.process.send_signal(signal.SIGHUP)
+        line = daemon.wait_for("reload rejected")
         assert "web.listen_address" in line
         assert "restart to apply" in line
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(b"GET /api/v1/status/ HTTP/1.0\r\n\r\n")
-            answer = b"".join(iter(lambda: sock.recv(65536), b""))
-        assert b'"django"' in answer  # the include filter was not applied either
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+        status = json.loads(daemon.get("/api/v1/status/")[1])
+        assert "django" in status["modules"]  # the include filter was not applied either
+        assert daemon.stop()[0] == 0
 
 
 def raw_request(address: str, data: bytes, timeout: float = 10.0) -> bytes:
