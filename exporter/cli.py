@@ -16,7 +16,7 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
-from exporter.guard import ConnectionLimits, GuardedTCPSite
+from exporter.guard import ConnectionLimits, Guard, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
 from exporter.web import GUARD, REFRESHER, create_app
 from exporter.webconfig import WebSecurity, load_web_config
@@ -232,6 +232,11 @@ class Reloader:
             problems.append("web.uvloop: the event loop is chosen at start: restart to apply")
         had_tls = self._security is not None and self._security.tls is not None
         has_tls = security is not None and security.tls is not None
+        if Guard.needed(security) and not Guard.needed(self._security):
+            problems.append(
+                "basic_auth_users / http_server_config.headers: the daemon started without "
+                "them, so its requests skip that check: restart to turn them on"
+            )
         if had_tls != has_tls:
             problems.append("tls_server_config: TLS cannot be turned on or off by a reload")
         elif (

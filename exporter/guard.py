@@ -3,8 +3,8 @@
 - ``Guard.middleware``: basic auth (all paths but the open ones) and the web
   config's extra headers; a reload swaps its rules whole.
 - ``GuardedTCPSite``: a TCP site whose connections must send a complete
-  request head within ``web.header_timeout_seconds`` (slow clients that
-  trickle headers byte by byte are closed), and beyond
+  request head within ``web.header_timeout_seconds`` (give or take a quarter
+  of it: slow clients that trickle headers byte by byte are closed), and beyond
   ``web.max_connections`` open connections get a fast 503 and are closed,
   rather than queueing without bound.
 """
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -51,6 +52,11 @@ class Guard:
         self._open_paths = frozenset(web_config.open_paths)
         if old is not None:
             old.close()
+
+    @staticmethod
+    def needed(security: WebSecurity | None) -> bool:
+        """Whether a web config has anything for the middleware to do (users or headers)."""
+        return security is not None and bool(security.users or security.headers)
 
     @property
     def authenticating(self) -> bool:
@@ -92,18 +98,37 @@ class Guard:
 
 
 class ConnectionLimits:
-    """The open-connection count and the settings every connection obeys."""
+    """The open-connection count, the connections still reading a request head, and the rules.
+
+    A connection is tracked only while its request head is incomplete: a head
+    usually arrives in one packet, so a request costs a substring test, not a
+    timer. One sweeper closes those that have taken longer than the timeout.
+    """
 
     def __init__(self, web_config: WebConfig) -> None:
         self.open = 0
         self.rejected = 0
         self.timed_out = 0
+        self.now = time.monotonic()
+        self.reading: dict[_GuardedConnection, float] = {}
         self.update(web_config)
 
     def update(self, web_config: WebConfig) -> None:
         """Apply new limits to connections made from now on."""
         self.max_connections = web_config.max_connections
         self.header_timeout = web_config.header_timeout_seconds
+
+    async def sweep(self) -> None:
+        """Close connections whose request head is overdue; runs until cancelled."""
+        while True:
+            await asyncio.sleep(min(1.0, self.header_timeout / 4))
+            self.now = time.monotonic()
+            overdue = [
+                c for c, since in self.reading.items() if self.now - since >= self.header_timeout
+            ]
+            for connection in overdue:
+                self.timed_out += 1
+                connection.close()
 
 
 class _GuardedConnection(asyncio.Protocol):
@@ -113,7 +138,6 @@ class _GuardedConnection(asyncio.Protocol):
         self._inner = inner
         self._limits = limits
         self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._tail = b""
         self._in_head = True
         self._refused = False
@@ -121,10 +145,11 @@ class _GuardedConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport, but behave as one.
         self._transport = typing.cast(asyncio.Transport, transport)
-        self._limits.open += 1
-        if self._limits.open > self._limits.max_connections:
+        limits = self._limits
+        limits.open += 1
+        if limits.open > limits.max_connections:
             self._refused = True
-            self._limits.rejected += 1
+            limits.rejected += 1
             # Half-close after the 503 and drain what the client sends: closing with unread
             # input would make the kernel send a reset that can destroy the 503 in flight.
             self._transport.write(_BUSY)
@@ -132,24 +157,22 @@ class _GuardedConnection(asyncio.Protocol):
                 self._transport.write_eof()
             asyncio.get_running_loop().call_later(_REFUSED_GRACE, self._transport.close)
             return
-        self._arm()
+        limits.reading[self] = limits.now  # nothing sent yet: the head is due
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
         if not self._in_head:
-            # A new request starts with the first byte after the previous head was complete.
+            # The first byte after a complete head starts the next request.
             self._in_head = True
-            self._arm()
-        if self._in_head:
-            window = self._tail + data
-            if _HEAD_END in window:
-                self._in_head = False
-                self._tail = b""
-                self._disarm()
-            else:
-                self._tail = window[-3:]
+            self._tail = b""
+        if _HEAD_END in data or (self._tail and _HEAD_END in self._tail + data[:3]):
+            self._in_head = False
+            self._limits.reading.pop(self, None)
+        else:
+            self._tail = data[-3:]
+            self._limits.reading.setdefault(self, self._limits.now)
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -157,7 +180,7 @@ class _GuardedConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._limits.open -= 1
-        self._disarm()
+        self._limits.reading.pop(self, None)
         if not self._refused:
             self._inner.connection_lost(exc)
 
@@ -169,19 +192,9 @@ class _GuardedConnection(asyncio.Protocol):
         if not self._refused:
             self._inner.resume_writing()
 
-    def _arm(self) -> None:
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._limits.header_timeout, self._expire)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self) -> None:
-        self._timer = None
-        self._limits.timed_out += 1
+    def close(self) -> None:
+        """Close the connection (its request head is overdue)."""
+        self._limits.reading.pop(self, None)
         if self._transport is not None:
             self._transport.close()
 
@@ -194,10 +207,18 @@ class GuardedTCPSite(web.TCPSite):
     ) -> None:
         super().__init__(runner, *args, **kwargs)
         self._limits = limits
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Stop listening and the sweeper."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await super().stop()
 
     async def start(self) -> None:
-        """Listen, wrapping aiohttp's protocol factory."""
+        """Listen, wrapping aiohttp's protocol factory, and start the deadline sweeper."""
         await BaseSite.start(self)
+        self._sweeper = asyncio.create_task(self._limits.sweep(), name="header-deadlines")
         server = self._runner.server
         assert server is not None
         limits = self._limits

@@ -78,7 +78,8 @@ def create_app(
     headers; the guard under ``GUARD`` can swap them on reload.
     """
     guard = Guard(security, config.web)
-    app = web.Application(middlewares=[guard.middleware])
+    # aiohttp wraps every middleware on every request: install it only when it has work.
+    app = web.Application(middlewares=[guard.middleware] if guard.needed(security) else [])
     app[GUARD] = guard
     app.on_cleanup.append(_close_guard)
     setup(app, config, identity=identity, sources=sources)

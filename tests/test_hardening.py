@@ -245,3 +245,24 @@ def test_beyond_max_connections_a_fast_503(small_daemon):
         for sock in held:
             sock.close()
     wait_until(lambda: small_daemon.get("/healthz")[0] == 200, "a free slot")
+
+
+def test_sighup_cannot_turn_basic_auth_on_without_a_restart(fake_env, tmp_path):
+    """Auth added by a reload to a daemon started without it is refused: never half-protected."""
+    import bcrypt
+
+    fake_env.install("django", "4.2.1")
+    config = tmp_path / "config.yaml"
+    write_config(config, modules={"paths": [str(fake_env.path)]})
+    with Daemon(config) as daemon:
+        daemon.wait_for("status-exporter started")
+        hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()
+        (tmp_path / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {"u": hashed}}))
+        write_config(
+            config, modules={"paths": [str(fake_env.path)]}, web={"config_file": "web.yml"}
+        )
+        daemon.process.send_signal(signal.SIGHUP)
+        line = daemon.wait_for("reload rejected")
+        assert "restart to turn them on" in line
+        assert daemon.get("/metrics")[0] == 200  # still served, as before the reload
+        assert daemon.stop()[0] == 0
