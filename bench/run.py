@@ -240,7 +240,8 @@ def write_config(path: Path, site: Path, interval: float, uvloop: bool) -> Path:
     path.write_text(
         json.dumps(
             {
-                "modules": {"paths": [str(site)]},
+                # Every distribution is published, past the default modules.max of 5,000.
+                "modules": {"paths": [str(site)], "max": 1_000_000},
                 "refresh": {"interval_seconds": interval},
                 "web": {"uvloop": uvloop},
                 "commit": {"value": "bench00"},
