@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import free_port  # noqa: E402
+from common import daemon_command, free_port  # noqa: E402
 
 from exporter.collectors.installed import scan_installed  # noqa: E402
 from exporter.config import config_from_mapping  # noqa: E402
@@ -222,17 +222,7 @@ class Processes:
 
 def daemon_args(config: Path, port: int) -> list[str]:
     """The command line of the daemon under test."""
-    return [
-        PY,
-        "-m",
-        "exporter",
-        "--config.file",
-        str(config),
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--log.level",
-        "warn",
-    ]
+    return daemon_command(config, port)
 
 
 def write_config(path: Path, site: Path, interval: float, uvloop: bool) -> Path:

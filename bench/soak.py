@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from common import free_port
+from common import daemon_command, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM_UP_SHARE = 0.05
@@ -130,17 +130,7 @@ def main() -> int:
         )
         port = free_port()
         daemon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(config),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-                "--log.level",
-                "error",
-            ],
+            daemon_command(config, port, log_level="error"),
             cwd=ROOT,
         )
         base = f"http://127.0.0.1:{port}"

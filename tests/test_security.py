@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import PASSWORD, Daemon, bcrypt_hash, client_context
+from support import PASSWORD, PKI, Daemon, bcrypt_hash, client_context
 
 from exporter.auth import BasicAuth
 from exporter.config import ConfigError
@@ -26,6 +26,17 @@ def write_configs(tmp_path: Path, web: dict, **config: object) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"web": {"config_file": "web.yml"}, **config}))
     return path
+
+
+def server_tls(pki: PKI, **extra: str) -> dict[str, dict[str, str]]:
+    """A tls_server_config with the test server's certificate, plus ``extra`` settings."""
+    return {
+        "tls_server_config": {
+            "cert_file": str(pki.server_cert),
+            "key_file": str(pki.server_key),
+            **extra,
+        }
+    }
 
 
 def https_get(
@@ -89,14 +100,7 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(pki, tmp_path):
     """RequireAndVerifyClientCert: only clients with a certificate from client_ca_file get in."""
     config = write_configs(
         tmp_path,
-        {
-            "tls_server_config": {
-                "cert_file": str(pki.server_cert),
-                "key_file": str(pki.server_key),
-                "client_auth_type": "RequireAndVerifyClientCert",
-                "client_ca_file": str(pki.ca),
-            }
-        },
+        server_tls(pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(pki.ca)),
     )
     with Daemon(config) as daemon:
         daemon.wait_for("status-exporter started")
@@ -115,16 +119,7 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(pki, tmp_path):
 
 def test_min_version_is_enforced(pki, tmp_path):
     """min_version TLS13 refuses a client that speaks at most TLS 1.2."""
-    config = write_configs(
-        tmp_path,
-        {
-            "tls_server_config": {
-                "cert_file": str(pki.server_cert),
-                "key_file": str(pki.server_key),
-                "min_version": "TLS13",
-            }
-        },
-    )
+    config = write_configs(tmp_path, server_tls(pki, min_version="TLS13"))
     with Daemon(config) as daemon:
         daemon.wait_for("status-exporter started")
         url = https_url(daemon, "/healthz")
