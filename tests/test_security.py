@@ -241,10 +241,11 @@ def test_auth_caches_successes_only_and_hides_which_users_exist():
         return times
 
     times = asyncio.run(scenario())
-    # Ratios only: the absolute cost of bcrypt depends on the machine.
+    # Ratios only: the absolute cost of bcrypt depends on the machine. A cache hit costs
+    # microseconds; anything that runs bcrypt costs tens of milliseconds.
     assert times["cached"] < times["first"] / 10
-    assert times["wrong again"] > times["wrong"] / 3
-    assert times["unknown user"] > times["wrong"] / 3
+    assert times["wrong again"] > 10 * times["cached"]  # a failure is never remembered
+    assert times["unknown user"] > 10 * times["cached"]  # unknown users cost a bcrypt too
 
 
 def test_concurrent_checks_of_the_same_credentials_share_one_bcrypt():
