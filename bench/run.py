@@ -360,6 +360,18 @@ def compare(
     )
 
 
+def peer_row(table: Table, what: str, ours: list[Load], peer: Load, target: str) -> None:
+    """A row comparing the daemon's req/s with another server's single run."""
+    ours_rps = med([o.rps for o in ours])
+    table.add(
+        what,
+        f"{ours_rps:,.0f}",
+        f"{peer.rps:,.0f} (p99 {peer.p99_ms:.0f} ms)",
+        f"{ours_rps / peer.rps:.0f}x",
+        target,
+    )
+
+
 def med(values: list[float]) -> float:
     """The median."""
     return statistics.median(values)
@@ -587,12 +599,8 @@ def main() -> None:
         print("load: prometheus_client start_http_server", file=sys.stderr)
         client_load = run_load(client.url, args.duration)
         processes.stop(client)
-        table.add(
-            "prometheus_client start_http_server, req/s",
-            f"{med([o.rps for o in ours]):,.0f}",
-            f"{client_load.rps:,.0f} (p99 {client_load.p99_ms:.0f} ms)",
-            f"{med([o.rps for o in ours]) / client_load.rps:.0f}x",
-            "about 100x",
+        peer_row(
+            table, "prometheus_client start_http_server, req/s", ours, client_load, "about 100x"
         )
 
         node = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
@@ -604,11 +612,11 @@ def main() -> None:
             print("load: node_exporter", file=sys.stderr)
             node_load = run_load(node_server.url, args.duration)
             processes.stop(node_server)
-            table.add(
+            peer_row(
+                table,
                 "Go node_exporter (collects per scrape), req/s",
-                f"{med([o.rps for o in ours]):,.0f}",
-                f"{node_load.rps:,.0f} (p99 {node_load.p99_ms:.0f} ms)",
-                f"{med([o.rps for o in ours]) / node_load.rps:.0f}x",
+                ours,
+                node_load,
                 "informative",
             )
 

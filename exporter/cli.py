@@ -189,6 +189,9 @@ class Reloader:
         self._args = args
         self._config = config
         self._security = security
+        # The context the listening socket uses: every reload updates this one in place
+        # (a reloaded web config's own freshly built context is never served).
+        self._live_tls = security.tls if security else None
         self._app = app
         self._limits = limits
 
@@ -209,10 +212,8 @@ class Reloader:
                 )
             refresher.record_reload(successful=False)
             return
-        if security is not None and security.tls is not None:
-            running = self._security.tls if self._security else None
-            assert running is not None  # _refuse_what_cannot_change checked it
-            security.apply_to(running)
+        if security is not None and self._live_tls is not None:
+            security.apply_to(self._live_tls)
         self._app[GUARD].update(security, config.web)
         self._limits.update(config.web)
         refresher.reconfigure(config)

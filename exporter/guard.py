@@ -107,8 +107,6 @@ class ConnectionLimits:
 
     def __init__(self, web_config: WebConfig) -> None:
         self.open = 0
-        self.rejected = 0
-        self.timed_out = 0
         self.now = time.monotonic()
         self.reading: dict[_GuardedConnection, float] = {}
         self.update(web_config)
@@ -127,7 +125,6 @@ class ConnectionLimits:
                 c for c, since in self.reading.items() if self.now - since >= self.header_timeout
             ]
             for connection in overdue:
-                self.timed_out += 1
                 connection.close()
 
 
@@ -149,7 +146,6 @@ class _GuardedConnection(asyncio.Protocol):
         limits.open += 1
         if limits.open > limits.max_connections:
             self._refused = True
-            limits.rejected += 1
             # Half-close after the 503 and drain what the client sends: closing with unread
             # input would make the kernel send a reset that can destroy the 503 in flight.
             self._transport.write(_BUSY)
@@ -171,7 +167,8 @@ class _GuardedConnection(asyncio.Protocol):
             self._in_head = False
             self._limits.reading.pop(self, None)
         else:
-            self._tail = data[-3:]
+            # Keep the last 3 bytes seen, not of this chunk alone: chunks may be 1 byte long.
+            self._tail = (self._tail + data)[-3:]
             self._limits.reading.setdefault(self, self._limits.now)
         self._inner.data_received(data)
 

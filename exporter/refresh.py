@@ -134,6 +134,12 @@ class Refresher(Generic[T]):
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
         self._stats = RefreshStats()
+        # Written only by record_reload (on the loop) and read by every build, so that a
+        # refresh already running when a reload is recorded cannot write the old outcome back.
+        self._reload = (
+            self._stats.config_reload_successful,
+            self._stats.config_reload_success_timestamp,
+        )
         self.published: Published[T] | None = None
 
     @property
@@ -163,7 +169,7 @@ class Refresher(Generic[T]):
                 return False
             published, changes = result
             self.published = published
-            self._stats = published.stats
+            self._stats = self._with_reload(published.stats)
             _log_news(previous, published, changes)
             self._ready.set()
             return True
@@ -175,13 +181,16 @@ class Refresher(Generic[T]):
 
     def record_reload(self, *, successful: bool) -> None:
         """Count a configuration reload in the health stats, and republish them now."""
-        stamp = time.time() if successful else self._stats.config_reload_success_timestamp
-        self._stats = replace(
-            self._stats,
-            config_reload_successful=successful,
-            config_reload_success_timestamp=stamp,
-        )
+        stamp = time.time() if successful else self._reload[1]
+        self._reload = (successful, stamp)
+        self._stats = self._with_reload(self._stats)
         self.request_refresh()
+
+    def _with_reload(self, stats: RefreshStats) -> RefreshStats:
+        successful, stamp = self._reload
+        return replace(
+            stats, config_reload_successful=successful, config_reload_success_timestamp=stamp
+        )
 
     async def run(self) -> None:
         """Refresh now and then every interval, until cancelled."""

@@ -77,7 +77,6 @@ class Snapshot:
     skipped: tuple[Skipped, ...]
     refresh_interval_seconds: float
     taken_at: float
-    duration_seconds: float
     installed_scan: InstalledScan | None = None
     redaction: RedactConfig = field(default_factory=RedactConfig)
     modules_dropped: int = 0
@@ -115,7 +114,6 @@ def take_snapshot(
 ) -> Snapshot:
     """Gather every fact now; ``previous`` lets unchanged directories be skipped."""
     sources = sources or Sources()
-    started = sources.perf_counter()
     scan: InstalledScan | None = None
     if config.modules.source == "installed":
         paths = config.modules.paths or sources.sys_path()
@@ -147,7 +145,6 @@ def take_snapshot(
         skipped=skipped,
         refresh_interval_seconds=config.refresh.interval_seconds,
         taken_at=sources.clock(),
-        duration_seconds=sources.perf_counter() - started,
         installed_scan=scan,
         redaction=config.redact,
         modules_dropped=dropped,

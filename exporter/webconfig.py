@@ -124,15 +124,7 @@ class WebSecurity:
         New connections use them; a context cannot forget a trusted CA, so a
         changed client CA must be refused before this is called.
         """
-        tls = self.tls_config
-        context.minimum_version = _TLS_VERSIONS[tls.min_version]
-        context.maximum_version = _TLS_VERSIONS[tls.max_version]
-        with (
-            _pem_file(tls.cert, tls.cert_file, self.base) as cert,
-            _pem_file(tls.key, tls.key_file, self.base) as key,
-        ):
-            context.load_cert_chain(cert, key)
-        context.verify_mode = _CLIENT_AUTH[tls.client_auth_type or "NoClientCert"]
+        _configure(context, self.tls_config, self.base)
 
 
 def load_web_config(path: str | Path) -> WebSecurity:
@@ -205,9 +197,22 @@ def _problems(config: WebToolkitConfig) -> list[str]:
 def tls_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     """A server SSLContext from ``tls``; relative paths are taken relative to ``base``."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _configure(context, tls, base)
+    if tls.client_ca_file:
+        context.load_verify_locations(cafile=str(base / tls.client_ca_file))
+    elif tls.client_ca:
+        context.load_verify_locations(cadata=tls.client_ca)
+    return context
+
+
+def _configure(context: ssl.SSLContext, tls: TLSServerConfig, base: Path) -> None:
+    """Set everything of ``tls`` that a context can take again: versions, cipher preference,
+    certificate and key, client auth. Used at start and, on a live context, on reload."""
     context.minimum_version = _TLS_VERSIONS[tls.min_version]
     context.maximum_version = _TLS_VERSIONS[tls.max_version]
-    if not tls.prefer_server_cipher_suites:
+    if tls.prefer_server_cipher_suites:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
         context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     with (
         _pem_file(tls.cert, tls.cert_file, base) as cert,
@@ -215,11 +220,6 @@ def tls_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     ):
         context.load_cert_chain(cert, key)
     context.verify_mode = _CLIENT_AUTH[tls.client_auth_type or "NoClientCert"]
-    if tls.client_ca_file:
-        context.load_verify_locations(cafile=str(base / tls.client_ca_file))
-    elif tls.client_ca:
-        context.load_verify_locations(cadata=tls.client_ca)
-    return context
 
 
 class _pem_file:

@@ -266,3 +266,17 @@ def test_sighup_cannot_turn_basic_auth_on_without_a_restart(fake_env, tmp_path):
         assert "restart to turn them on" in line
         assert daemon.get("/metrics")[0] == 200  # still served, as before the reload
         assert daemon.stop()[0] == 0
+
+
+def test_a_head_sent_in_single_bytes_completes_and_the_connection_stays_usable(small_daemon):
+    """A head trickled byte by byte but finished in time is served, and keep-alive survives."""
+    host, port = small_daemon.address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one segment per byte
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n":
+            sock.sendall(bytes([byte]))
+            time.sleep(0.004)  # the whole head still arrives well inside the 0.5 s timeout
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)  # twice the header timeout, idle between requests: not a slow head
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.1 200")

@@ -137,3 +137,28 @@ async def test_timer_refreshes_on_its_interval_and_on_request(fake_env):
         task.cancel()
         refresher.close()
         slow.close()
+
+
+async def test_a_reload_recorded_during_a_refresh_is_not_lost(fake_env):
+    """The reload outcome survives a refresh that was already rendering when it was recorded."""
+    rendering, release = threading.Event(), threading.Event()
+    release.set()
+
+    def slow_publish(snapshot, stats, previous):
+        rendering.set()
+        release.wait(10)
+        return snapshot_only(snapshot, stats, previous)
+
+    refresher = Refresher(env_config(fake_env), publish=slow_publish, sources=quiet_sources())
+    assert await refresher.refresh_now()
+    release.clear()
+    rendering.clear()
+    running = asyncio.create_task(refresher.refresh_now())
+    await asyncio.get_running_loop().run_in_executor(None, rendering.wait, 10)
+    refresher.record_reload(successful=False)
+    release.set()
+    assert await running
+    assert refresher.stats.config_reload_successful is False
+    assert await refresher.refresh_now()
+    assert refresher.published.stats.config_reload_successful is False
+    refresher.close()

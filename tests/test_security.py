@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import signal
+import socket
 import ssl
 import time
 import urllib.error
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import PASSWORD, PKI, Daemon, bcrypt_hash, client_context
+from support import PASSWORD, PKI, Daemon, bcrypt_hash, client_context, make_leaf
 
 from exporter.auth import BasicAuth
 from exporter.config import ConfigError
@@ -264,3 +266,42 @@ def test_concurrent_checks_of_the_same_credentials_share_one_bcrypt():
         auth.close()
 
     assert elapsed(fifty()) < 5 * elapsed(one())
+
+
+def served_common_name(pki: PKI, address: str) -> str:
+    """The CN of the certificate the server presents to a new connection."""
+    host, port = address.rsplit(":", 1)
+    context = client_context(pki)
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        subject = dict(item[0] for item in tls.getpeercert()["subject"])
+    return str(subject["commonName"])
+
+
+def test_every_sighup_rotates_the_served_certificate(pki, tmp_path):
+    """Each reload puts the file's certificate on new connections, the second one too."""
+    make_leaf(
+        pki.ca.parent, "server2", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+    )
+    second = (pki.ca.parent / "server2.pem", pki.ca.parent / "server2.key")
+
+    def use(cert: Path, key: Path) -> None:
+        (tmp_path / "web.yml").write_text(
+            yaml.safe_dump({"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}})
+        )
+
+    config = write_configs(tmp_path, server_tls(pki))
+    with Daemon(config) as daemon:
+        daemon.wait_for("status-exporter started")
+        assert served_common_name(pki, daemon.address) == "server"
+        for cert, key, expected in [
+            (*second, "server2"),
+            (pki.server_cert, pki.server_key, "server"),
+        ]:
+            use(cert, key)
+            daemon.process.send_signal(signal.SIGHUP)
+            daemon.wait_for("configuration reloaded")
+            assert served_common_name(pki, daemon.address) == expected
+        assert daemon.stop()[0] == 0
