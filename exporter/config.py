@@ -9,6 +9,8 @@ it accepts, and an optional ``check`` in its metadata adds a rule of its own.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -155,6 +157,36 @@ class RedactConfig:
         return self.modules in (output, "both")
 
 
+def _check_dates(values: Mapping[str, Any]) -> str | None:
+    for minor, day in values.items():
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", minor):
+            return f"entry {minor!r}: keys are minor versions such as '3.11'"
+        if isinstance(day, datetime.date):  # YAML reads an unquoted 2027-10-31 as a date
+            continue
+        try:
+            datetime.date.fromisoformat(str(day))
+        except ValueError:
+            return f"entry {minor!r}: {day!r} is not a date (YYYY-MM-DD)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class AdvisoriesConfig:
+    """Offline OSV advisory databases to match the modules against; none by default."""
+
+    paths: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+    ignore: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+
+
+@dataclass(frozen=True, slots=True)
+class PythonConfig:
+    """Facts about Python that the shipped tables may not know (vendor builds)."""
+
+    end_of_life: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}), metadata=_rule(_check_dates)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RefreshConfig:
     """How often the facts are gathered again."""
@@ -172,13 +204,15 @@ class Config:
     modules: ModulesConfig = field(default_factory=ModulesConfig)
     refresh: RefreshConfig = field(default_factory=RefreshConfig)
     redact: RedactConfig = field(default_factory=RedactConfig)
+    advisories: AdvisoriesConfig = field(default_factory=AdvisoriesConfig)
+    python: PythonConfig = field(default_factory=PythonConfig)
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate the YAML file at ``path``; raise ConfigError naming every problem.
 
     Relative paths inside the file (``commit.file``, ``commit.git_dir``,
-    ``modules.paths``) are taken relative to the file's own directory, as
+    ``modules.paths``, ``advisories.paths``) are taken relative to the file's own directory, as
     Prometheus does.
     """
     path = Path(path)
@@ -236,7 +270,12 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     web = dataclasses.replace(
         config.web, config_file=resolve(config.web.config_file) if config.web.config_file else None
     )
-    return dataclasses.replace(config, commit=commit, modules=modules, web=web)
+    advisories = dataclasses.replace(
+        config.advisories, paths=tuple(resolve(p) for p in config.advisories.paths)
+    )
+    return dataclasses.replace(
+        config, commit=commit, modules=modules, web=web, advisories=advisories
+    )
 
 
 def _build(cls: type, data: object, prefix: str, problems: list[str]) -> object:

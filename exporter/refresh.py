@@ -106,10 +106,36 @@ def _log_news(
             "more modules than modules.max: the rest are not published",
             extra={"max": len(published.snapshot.modules), "dropped": dropped},
         )
+    _log_advisories(previous.snapshot if previous else None, published.snapshot)
     already = set(previous.snapshot.skipped) if previous else set()
     for skipped in published.snapshot.skipped:
         if skipped not in already:
             log.warning("metadata skipped", extra={"path": skipped.path, "reason": skipped.reason})
+
+
+def _log_advisories(previous: Snapshot | None, snapshot: Snapshot) -> None:
+    """Log a load of the advisory database, or its failure, once."""
+    db = snapshot.advisories
+    if previous is not None and db is previous.advisories:
+        return
+    before = previous.advisories.load_errors if previous else 0
+    if db.load_errors > before:
+        log.error(
+            "advisory database not loaded; keeping the previous one",
+            extra={"error": db.last_error, "advisories": db.advisories},
+        )
+    elif db.loaded_at is not None:
+        log.info(
+            "advisory database loaded",
+            extra={
+                "advisories": db.advisories,
+                "skipped": db.skipped,
+                "seconds": round(db.load_seconds, 3),
+                "vulnerabilities": len(snapshot.vulnerabilities or ()),
+            },
+        )
+        for example in db.skipped_examples:
+            log.warning("advisory record skipped", extra={"reason": example})
 
 
 class Refresher(Generic[T]):

@@ -7,6 +7,7 @@ handlers read it without locks.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import itertools
 import os
 import platform
@@ -19,7 +20,9 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 
 from exporter import __version__
+from exporter.collectors.advisories import EMPTY_DATABASE, AdvisoryDatabase, load_advisories
 from exporter.collectors.commit import Commit, collect_commit
+from exporter.collectors.end_of_life import python_end_of_life
 from exporter.collectors.installed import InstalledScan, Skipped, canonical_name, scan_installed
 from exporter.collectors.loaded import collect_loaded
 from exporter.collectors.modules import ModuleFilter
@@ -31,6 +34,7 @@ from exporter.collectors.python import (
     find_environment_config,
 )
 from exporter.config import Config, RedactConfig
+from exporter.vulnerabilities import Finding, match_vulnerabilities
 
 UNKNOWN_VERSION = "unknown"
 REDACTED = "<redacted>"
@@ -80,6 +84,11 @@ class Snapshot:
     installed_scan: InstalledScan | None = None
     redaction: RedactConfig = field(default_factory=RedactConfig)
     modules_dropped: int = 0
+    python_end_of_life: datetime.date | None = None
+    # None when no advisory database is configured: "not checked", not "none found".
+    vulnerabilities: tuple[Finding, ...] | None = None
+    advisories: AdvisoryDatabase = EMPTY_DATABASE
+    advisories_ignore: tuple[str, ...] = ()
 
     def same_facts(self, other: Snapshot) -> bool:
         """Whether ``other`` publishes the same facts (timings and identity aside)."""
@@ -92,6 +101,8 @@ class Snapshot:
             and self.refresh_interval_seconds == other.refresh_interval_seconds
             and self.redaction == other.redaction
             and self.modules == other.modules
+            and self.python_end_of_life == other.python_end_of_life
+            and self.vulnerabilities == other.vulnerabilities
         )
 
     @property
@@ -104,6 +115,17 @@ class Snapshot:
     def published_modules(self, output: Literal["json", "metrics"]) -> Mapping[str, str]:
         """The modules as published to ``output``: none when redacted from it."""
         return EMPTY if self.redaction.modules_hidden_from(output) else self.modules
+
+    def published_vulnerabilities(
+        self, output: Literal["json", "metrics"]
+    ) -> tuple[Finding, ...] | None:
+        """The findings as published to ``output``: none when the modules are redacted from it.
+
+        None when no advisory database is configured.
+        """
+        if self.vulnerabilities is None:
+            return None
+        return () if self.redaction.modules_hidden_from(output) else self.vulnerabilities
 
 
 def take_snapshot(
@@ -127,6 +149,8 @@ def take_snapshot(
     dropped = max(0, len(modules) - config.modules.max)
     if dropped:
         modules = dict(itertools.islice(modules.items(), config.modules.max))
+    python = _python_of(config)
+    advisories, vulnerabilities = _check_advisories(config, modules, previous)
     commit = collect_commit(
         value=config.commit.value,
         env_names=config.commit.env,
@@ -140,7 +164,7 @@ def take_snapshot(
         app_version=_app_version(config, found),
         commit=commit,
         platform=collect_platform(sources.uname),
-        python=_python_of(config),
+        python=python,
         modules=MappingProxyType(modules),
         skipped=skipped,
         refresh_interval_seconds=config.refresh.interval_seconds,
@@ -148,7 +172,30 @@ def take_snapshot(
         installed_scan=scan,
         redaction=config.redact,
         modules_dropped=dropped,
+        python_end_of_life=python_end_of_life(python, config.python.end_of_life),
+        vulnerabilities=vulnerabilities,
+        advisories=advisories,
+        advisories_ignore=config.advisories.ignore,
     )
+
+
+def _check_advisories(
+    config: Config, modules: Mapping[str, str], previous: Snapshot | None
+) -> tuple[AdvisoryDatabase, tuple[Finding, ...] | None]:
+    """The database in force and the findings; both reused when nothing they depend on changed."""
+    if not config.advisories.paths:
+        return EMPTY_DATABASE, None
+    earlier = previous.advisories if previous else None
+    database = load_advisories(config.advisories.paths, earlier)
+    if (
+        previous is not None
+        and previous.vulnerabilities is not None
+        and database is previous.advisories
+        and config.advisories.ignore == previous.advisories_ignore
+        and modules == previous.modules
+    ):
+        return database, previous.vulnerabilities
+    return database, match_vulnerabilities(modules, database, config.advisories.ignore)
 
 
 def _python_of(config: Config) -> PythonInfo:

@@ -68,6 +68,24 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     assert config.modules.paths == (str(tmp_path / "venv/lib"), "/abs")
 
 
+def test_advisory_paths_are_relative_and_dates_unquoted_work(tmp_path):
+    """advisories.paths resolve like modules.paths; an unquoted YAML date is a date."""
+    config = load_config(
+        write(
+            tmp_path,
+            "advisories: {paths: [osv/all.zip], ignore: [CVE-2021-1]}\n"
+            "python: {end_of_life: {'3.11': 2030-01-31}}\n",
+        )
+    )
+    assert config.advisories.paths == (str(tmp_path / "osv/all.zip"),)
+    assert config.advisories.ignore == ("CVE-2021-1",)
+    from exporter.collectors.end_of_life import python_end_of_life
+    from exporter.collectors.python import collect_python
+
+    python = collect_python(version="3.11.2", implementation="CPython")
+    assert str(python_end_of_life(python, config.python.end_of_life)) == "2030-01-31"
+
+
 def test_missing_file_is_named(tmp_path):
     """A missing file is one problem naming the path."""
     (problem,) = problems_of(tmp_path / "nope.yaml")
@@ -102,6 +120,11 @@ def test_bad_yaml_names_line_and_column(tmp_path):
         ("refresh: {interval_seconds: 0}", "refresh.interval_seconds", "greater than 0"),
         ("refresh: {interval_seconds: fast}", "refresh.interval_seconds", "expected a number"),
         ("refresh: 60", "refresh", "expected a mapping"),
+        ("advisories: {paths: ''}", "advisories.paths", "expected a list"),
+        ("advisories: {ignore: ['']}", "advisories.ignore", "must not be empty"),
+        ("python: {end_of_life: {'3.11': soon}}", "python.end_of_life", "not a date"),
+        ("python: {end_of_life: {'three': 2027-10-31}}", "python.end_of_life", "minor versions"),
+        ("python: {end_of_life: {3.11: 2027-10-31}}", "python.end_of_life", "quote it"),
         ("[1, 2]", "top level", "expected a mapping"),
     ],
 )

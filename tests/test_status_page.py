@@ -99,3 +99,37 @@ async def test_filter_box_narrows_the_table_in_a_real_browser(fake_env, start_cl
         assert await browser.evaluate(background) == "rgb(13, 17, 23)"
         await browser.screenshot(ARTIFACTS / "status-page-dark.png")
     assert (ARTIFACTS / "status-page.png").stat().st_size > 10_000
+
+
+async def test_vulnerable_modules_are_marked_and_filterable_in_a_real_browser(
+    fake_env, start_client
+):
+    """Chromium shows the severity and fix of a vulnerable module, and can list only those."""
+    chromium = tool("chromium")
+    fake_env.install("aiohttp", "3.7.3")
+    fake_env.install("evil-pkg", "1.0.0")
+    fake_env.install("requests", "2.31.0")
+    fake_env.install("six", "1.16.0")
+    data = Path(__file__).resolve().parent / "data" / "osv"
+    config = env_config(fake_env, advisories={"paths": [str(data)]})
+    client = await start_client(config)
+    url = str(client.make_url("/api/v1/status/"))
+    visible = "[...document.querySelectorAll('#modules tbody tr')].filter(r => !r.hidden)"
+    async with Browser(chromium) as browser:
+        await browser.open(url)
+        marks = await browser.evaluate(
+            "[...document.querySelectorAll('tr[data-vulnerable] .sev')].map(e => e.textContent)"
+        )
+        assert sorted(marks) == ["critical", "medium"]
+        aiohttp_row = await browser.evaluate(
+            "[...document.querySelectorAll('#modules tbody tr')]"
+            ".find(r => r.textContent.startsWith('aiohttp')).textContent"
+        )
+        assert "PYSEC-2021-76" in aiohttp_row
+        assert "fixed in 3.7.4" in aiohttp_row
+        assert await browser.evaluate(f"{visible}.length") == 4
+        await browser.evaluate("document.getElementById('vulnerable-only').click()")
+        names = await browser.evaluate(f"{visible}.map(r => r.cells[0].textContent)")
+        assert names == ["aiohttp", "evil-pkg"]
+        assert await browser.evaluate("document.getElementById('shown').textContent") == "2 of 4"
+        await browser.screenshot(ARTIFACTS / "status-page-vulnerable.png")

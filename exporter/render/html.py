@@ -9,6 +9,9 @@ from html import escape
 
 from exporter.refresh import RefreshStats
 from exporter.snapshot import Snapshot
+from exporter.vulnerabilities import Finding, count_by_severity
+
+END_OF_LIFE_WARNING_DAYS = 90
 
 _STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;
@@ -37,6 +40,10 @@ def render_landing(snapshot: Snapshot, stats: RefreshStats) -> bytes:
         ("Refresh errors", str(stats.errors)),
         ("Server id", s.identity.server_id),
     ]
+    if s.python_end_of_life is not None:
+        rows.insert(4, ("Python end of life", s.python_end_of_life.isoformat()))
+    if s.vulnerabilities is not None:
+        rows.insert(7, ("Known vulnerabilities", _landing_count(s.vulnerabilities)))
     table = "\n".join(
         f"<tr><th>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>" for k, v in rows
     )
@@ -50,6 +57,7 @@ def render_landing(snapshot: Snapshot, stats: RefreshStats) -> bytes:
 <p class="sub">version {version}: what this Python server runs.</p>
 <p><a href="metrics">Metrics</a> (Prometheus) &middot;
 <a href="api/v1/status/?pretty">Status</a> (JSON) &middot;
+<a href="api/v1/status/?format=html">Status page</a> &middot;
 <a href="healthz">Health</a> &middot; <a href="readyz">Readiness</a></p>
 <table>
 {table}
@@ -59,6 +67,13 @@ def render_landing(snapshot: Snapshot, stats: RefreshStats) -> bytes:
     return page.encode("utf-8")
 
 
+def _landing_count(findings: tuple[Finding, ...]) -> str:
+    if not findings:
+        return "none in the loaded advisories"
+    counts = count_by_severity(findings)
+    return ", ".join(f"{n} {severity}" for severity, n in counts.items() if n)
+
+
 def _utc(timestamp: float) -> str:
     moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -66,19 +81,23 @@ def _utc(timestamp: float) -> str:
 
 _STATUS_SCRIPT = """
 const filter = document.getElementById("filter");
+const vulnerableOnly = document.getElementById("vulnerable-only");
 const rows = Array.from(document.querySelectorAll("#modules tbody tr"));
 const shown = document.getElementById("shown");
 function apply() {
   const q = filter.value.trim().toLowerCase();
+  const onlyVulnerable = vulnerableOnly !== null && vulnerableOnly.checked;
   let n = 0;
   for (const row of rows) {
-    const hit = !q || row.dataset.key.includes(q);
+    const hit = (!q || row.dataset.key.includes(q)) &&
+      (!onlyVulnerable || row.dataset.vulnerable === "1");
     row.hidden = !hit;
     if (hit) n++;
   }
   shown.textContent = n + " of " + rows.length;
 }
 filter.addEventListener("input", apply);
+if (vulnerableOnly !== null) vulnerableOnly.addEventListener("change", apply);
 apply();
 const up = document.getElementById("uptime");
 const started = Date.parse(up.dataset.started);
@@ -108,10 +127,55 @@ margin:1rem 0}
 .card b{display:block;font-size:.8rem;color:#57606a;font-weight:600}
 input{font:inherit;padding:.35rem .6rem;width:18rem;border:1px solid #d0d7de;border-radius:6px;
 background:transparent;color:inherit}
-#modules td{vertical-align:baseline}#modules td:last-child{font:13px ui-monospace,monospace}
-@media (prefers-color-scheme:dark){.card,input{border-color:#30363d}.card b{color:#8d96a0}}
+#modules td{vertical-align:baseline}#modules td.v{font:13px ui-monospace,monospace}
+.sev{display:inline-block;border-radius:4px;padding:0 .35rem;font-size:.8rem;font-weight:600;
+color:#fff;background:#6e7781}.sev-critical{background:#a40e26}.sev-high{background:#cf222e}
+.sev-medium{background:#9a6700}.sev-low{background:#0969da}
+.finding{display:block;font-size:.9rem}.warn{color:#cf222e;font-weight:600}
+input[type=checkbox]{width:auto;margin:0 .3rem 0 1rem}
+@media (prefers-color-scheme:dark){.card,input{border-color:#30363d}.card b{color:#8d96a0}
+.warn{color:#ff7b72}}
 """
 )
+
+
+def _module_row(name: str, version: str, findings: list[Finding], *, checked: bool) -> str:
+    """One module's row; with a database, a cell of its findings, worst first."""
+    key = escape((name + " " + version).lower())
+    cells = f'<td>{escape(name)}</td><td class="v">{escape(version)}</td>'
+    if checked:
+        marks = "".join(
+            f'<span class="finding"><span class="sev sev-{escape(f.severity)}">'
+            f"{escape(f.severity)}</span> {_advisory_link(f)}"
+            f"{' fixed in ' + escape(f.fixed) if f.fixed else ' no fix known'}</span>"
+            for f in findings
+        )
+        cells += f"<td>{marks}</td>"
+    vulnerable = ' data-vulnerable="1"' if findings else ""
+    return f'<tr data-key="{key}"{vulnerable}>{cells}</tr>'
+
+
+def _advisory_link(finding: Finding) -> str:
+    title = escape(finding.summary)
+    if finding.url.startswith(("https://", "http://")):
+        return f'<a href="{escape(finding.url)}" title="{title}">{escape(finding.id)}</a>'
+    return f'<span title="{title}">{escape(finding.id)}</span>'
+
+
+def _end_of_life_card(s: Snapshot) -> str:
+    """The Python's end of life: marked when past or within 90 days."""
+    end = s.python_end_of_life
+    if end is None:
+        return ""
+    today = datetime.datetime.fromtimestamp(s.taken_at, tz=datetime.UTC).date()
+    days = (end - today).days
+    if days < 0:
+        note = f'<span class="warn" id="eol-warning">past its end of life ({-days} days)</span>'
+    elif days <= END_OF_LIFE_WARNING_DAYS:
+        note = f'<span class="warn" id="eol-warning">end of life in {days} days</span>'
+    else:
+        note = f"in {days} days"
+    return f'<div class="card"><b>Python end of life</b>{end.isoformat()}: {note}</div>'
 
 
 def render_status_page(
@@ -134,14 +198,29 @@ def render_status_page(
         ("Refresh errors", str(stats.errors)),
     ]
     summary = "".join(f'<div class="card"><b>{escape(k)}</b>{escape(v)}</div>' for k, v in cards)
+    summary += _end_of_life_card(s)
+    findings = s.published_vulnerabilities("json")
+    by_module: dict[str, list[Finding]] = {}
+    for finding in findings or ():
+        by_module.setdefault(finding.module, []).append(finding)
+    if findings is not None:
+        summary += (
+            f'<div class="card"><b>Known vulnerabilities</b>{len(findings)} in '
+            f"{len(by_module)} modules ({s.advisories.advisories} advisories loaded)</div>"
+        )
     uptime = (
         f'<div class="card"><b>Uptime</b><span id="uptime" data-started="'
         f'{started.isoformat()}">since {escape(_utc(s.identity.started_at))}</span></div>'
     )
     rows = "\n".join(
-        f'<tr data-key="{escape((name + " " + version).lower())}"><td>{escape(name)}</td>'
-        f"<td>{escape(version)}</td></tr>"
+        _module_row(name, version, by_module.get(name, []), checked=findings is not None)
         for name, version in s.published_modules("json").items()
+    )
+    vulnerability_head = "<th>Known vulnerabilities</th>" if findings is not None else ""
+    vulnerable_filter = (
+        '<label><input id="vulnerable-only" type="checkbox"> only vulnerable modules</label>'
+        if findings is not None
+        else ""
     )
     metrics_link = (
         f' &middot; <a href="{escape(metrics_path)}">Prometheus metrics</a>' if metrics_path else ""
@@ -158,8 +237,8 @@ def render_status_page(
 <div class="summary">{summary}{uptime}</div>
 <h2>Modules <small>(<span id="shown">{len(s.published_modules("json"))}</span>)</small></h2>
 <p><label>Filter <input id="filter" type="search" placeholder="name or version"
-autocomplete="off"></label></p>
-<table id="modules"><thead><tr><th>Module</th><th>Version</th></tr></thead>
+autocomplete="off"></label> {vulnerable_filter}</p>
+<table id="modules"><thead><tr><th>Module</th><th>Version</th>{vulnerability_head}</tr></thead>
 <tbody>
 {rows}
 </tbody></table>

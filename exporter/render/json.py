@@ -36,6 +36,10 @@ def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
         "server_id": snapshot.identity.server_id,
         "started_at": _rfc3339(snapshot.identity.started_at),
         "refreshed_at": _rfc3339(snapshot.taken_at),
+        "python_end_of_life": (
+            snapshot.python_end_of_life.isoformat() if snapshot.python_end_of_life else None
+        ),
+        "vulnerabilities": _vulnerabilities(snapshot),
     }
     redacted = [
         name
@@ -49,6 +53,12 @@ def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
     if redacted:
         fields["redacted"] = redacted
     return fields
+
+
+def _vulnerabilities(snapshot: Snapshot) -> list[dict[str, object]] | None:
+    """The findings; null when no advisory database is configured (not checked is not clean)."""
+    findings = snapshot.published_vulnerabilities("json")
+    return None if findings is None else [f.as_dict() for f in findings]
 
 
 class StatusDocument:

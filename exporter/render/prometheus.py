@@ -10,6 +10,7 @@ combined CRC), so a scrape never recompresses the large part.
 
 from __future__ import annotations
 
+import datetime
 import struct
 import threading
 import time
@@ -30,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from exporter.refresh import CHANGE_KINDS, RefreshStats
 from exporter.snapshot import Snapshot
+from exporter.vulnerabilities import count_by_severity
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -83,6 +85,29 @@ class FactsCollector(Collector):
             "The platform.uname() fields of the host. " + every,
             value=s.published_platform.as_dict(),
         )
+        if s.python_end_of_life is not None:
+            end_of_life = GaugeMetricFamily(
+                "python_end_of_life_timestamp_seconds",
+                "When this Python's minor version stops getting security fixes (Unix time).",
+                labels=("version",),
+            )
+            end_of_life.add_metric(
+                (f"{s.python.major}.{s.python.minor}",), _unix(s.python_end_of_life)
+            )
+            yield end_of_life
+        findings = s.published_vulnerabilities("metrics")
+        if findings is not None:
+            vulnerable = InfoMetricFamily(
+                "module_vulnerability",
+                "One series per installed module and known vulnerability; fixed is the lowest "
+                "fixed version above the installed one. " + every,
+                labels=("module", "version", "id", "aliases", "severity", "fixed"),
+            )
+            for f in findings:
+                vulnerable.add_metric(
+                    (f.module, f.version, f.id, ",".join(f.aliases), f.severity, f.fixed), {}
+                )
+            yield vulnerable
         if not self._with_modules:
             return
         modules = InfoMetricFamily("module", MODULE_HELP + every, labels=("module", "version"))
@@ -92,6 +117,11 @@ class FactsCollector(Collector):
 
 
 MODULE_HELP = "One series per installed module and its version. "
+
+
+def _unix(day: datetime.date) -> float:
+    """Midnight UTC at the start of ``day``."""
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC).timestamp()
 
 
 def _every(snapshot: Snapshot) -> str:
@@ -191,6 +221,7 @@ class HealthCollector(Collector):
             "Distributions whose metadata could not be read in the latest refresh.",
             value=len(s.skipped),
         )
+        yield from _advisory_health(s)
         changes = CounterMetricFamily(
             "status_exporter_module_changes",
             "Module changes seen between refreshes, by kind.",
@@ -199,6 +230,44 @@ class HealthCollector(Collector):
         for kind in CHANGE_KINDS:
             changes.add_metric((kind,), stats.changes.get(kind, 0))
         yield changes
+
+
+def _advisory_health(s: Snapshot) -> Iterable[Metric]:
+    """The advisory database's families; none when no database is configured."""
+    if s.vulnerabilities is None:
+        return
+    db = s.advisories
+    by_severity = GaugeMetricFamily(
+        "status_exporter_vulnerabilities",
+        "Known vulnerabilities of the installed modules, by severity.",
+        labels=("severity",),
+    )
+    for severity, count in count_by_severity(s.vulnerabilities).items():
+        by_severity.add_metric((severity,), count)
+    yield by_severity
+    yield GaugeMetricFamily(
+        "status_exporter_advisories", "Advisories in the loaded database.", value=db.advisories
+    )
+    yield GaugeMetricFamily(
+        "status_exporter_advisories_skipped",
+        "Advisory records skipped as unusable in the last successful load.",
+        value=db.skipped,
+    )
+    yield CounterMetricFamily(
+        "status_exporter_advisories_load_errors",
+        "Loads of the advisory database that failed; the previous one stays in force.",
+        value=db.load_errors,
+    )
+    yield GaugeMetricFamily(
+        "status_exporter_advisories_load_timestamp_seconds",
+        "Unix time of the last successful load of the advisory database (0: never).",
+        value=db.loaded_at or 0.0,
+    )
+    yield GaugeMetricFamily(
+        "status_exporter_advisories_newest_timestamp_seconds",
+        "The newest 'modified' time among the loaded advisories: how fresh the data is.",
+        value=db.newest_modified or 0.0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,365 @@
+"""One OSV record, reduced to what matching and output need, for the ``PyPI`` ecosystem.
+
+The parsed document is dropped once read: an :class:`Advisory` keeps its ids,
+one summary line, one reference, the severity, and per PEP 503 package name
+the ``ECOSYSTEM`` ranges (events parsed by PEP 440, sorted) and the explicit
+``versions`` list. That list is kept as one newline-joined string, probed
+with the few spellings an installed version can have: a thousand lists cost
+a few megabytes and no parsing, where sets of parsed versions would cost
+seconds and tens of megabytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from exporter.collectors.installed import canonical_name
+
+SEVERITIES = ("critical", "high", "medium", "low", "unknown")
+MAX_SUMMARY_LENGTH = 200
+_GITHUB_SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MODERATE": "medium", "LOW": "low"}
+_EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
+_REFERENCE_PREFERENCE = ("ADVISORY", "WEB", "REPORT", "FIX", "ARTICLE", "PACKAGE")
+_NUMBER = r"(?:0|[1-9][0-9]*)"
+# A version written as packaging's str(Version(...)) writes it; anything else is
+# looked up by its canonical form instead (rare: ~0.7% of the PyPA database's entries).
+_NORMAL_VERSION = (
+    rf"(?:[1-9][0-9]*!)?{_NUMBER}(?:\.{_NUMBER})*(?:(?:a|b|rc){_NUMBER})?"
+    rf"(?:\.post{_NUMBER})?(?:\.dev{_NUMBER})?"
+    rf"(?:\+(?:[a-z0-9]*[a-z][a-z0-9]*|{_NUMBER})(?:\.(?:[a-z0-9]*[a-z][a-z0-9]*|{_NUMBER}))*)?"
+)
+_ALL_NORMAL = re.compile(rf"(?:\n{_NORMAL_VERSION})*\n")
+
+
+class RecordError(ValueError):
+    """A record that cannot be used: the reason says which field is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cvss:
+    """A CVSS vector and the base score it gives."""
+
+    method: str  # CycloneDX's names: CVSSv3, CVSSv31, CVSSv4
+    score: float
+    vector: str
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """One ``ECOSYSTEM`` range: its events sorted by PEP 440, and its limits."""
+
+    events: tuple[tuple[str, Version | None], ...]  # None stands for introduced "0"
+    limits: tuple[Version, ...]
+
+    def contains(self, version: Version) -> bool:
+        """The OSV evaluation of one range (``IncludedInRanges`` for this range)."""
+        if self.limits and not any(version < limit for limit in self.limits):
+            return False
+        affected = False
+        for kind, at in self.events:
+            if kind == "introduced":
+                if at is None or version >= at:
+                    affected = True
+            elif at is not None and (
+                (kind == "fixed" and version >= at) or (kind == "last_affected" and version > at)
+            ):
+                affected = False
+        return affected
+
+    def fixes(self) -> tuple[Version, ...]:
+        """The versions this range names as fixed."""
+        return tuple(at for kind, at in self.events if kind == "fixed" and at is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class Affected:
+    """What one advisory says of one package."""
+
+    ranges: tuple[Range, ...]
+    versions: str  # "\n1.0\n1.1\n": the explicit list as written
+    canonical_versions: frozenset[str]  # canonical forms of the entries not written normally
+
+    def contains(self, installed: InstalledVersion) -> bool:
+        """Whether ``installed`` is affected, by the explicit list or by a range."""
+        if any(f"\n{spelling}\n" in self.versions for spelling in installed.spellings):
+            return True
+        parsed = installed.parsed
+        if parsed is None:
+            return False
+        if installed.canonical in self.canonical_versions:
+            return True
+        return any(r.contains(parsed) for r in self.ranges)
+
+    def fixes(self) -> tuple[Version, ...]:
+        """Every fixed version named by the ranges."""
+        return tuple(v for r in self.ranges for v in r.fixes())
+
+
+@dataclass(frozen=True, slots=True)
+class Advisory:
+    """One OSV record, reduced."""
+
+    id: str
+    aliases: tuple[str, ...]
+    summary: str
+    url: str
+    severity: str
+    cvss: Cvss | None
+    modified: float | None
+    affected: Mapping[str, tuple[Affected, ...]]  # PEP 503 name -> entries
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledVersion:
+    """An installed version and the spellings under which an explicit list may name it."""
+
+    raw: str
+    parsed: Version | None
+    canonical: str
+    spellings: tuple[str, ...]
+
+    @classmethod
+    def of(cls, raw: str) -> InstalledVersion:
+        """Parse ``raw``; one PEP 440 cannot parse is matched only by its exact spelling."""
+        try:
+            parsed = Version(raw)
+        except InvalidVersion:
+            return cls(raw, None, raw, (raw,))
+        return cls(raw, parsed, canonical_version(parsed), _spellings(raw, parsed))
+
+
+def canonical_version(version: Version) -> str:
+    """The normal form with the release's trailing zeros dropped: one string per PEP 440 value."""
+    release = list(version.release)
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    return _with_release(version, release)
+
+
+def _with_release(version: Version, release: list[int]) -> str:
+    text = str(version)
+    epoch = f"{version.epoch}!" if version.epoch else ""
+    written = ".".join(map(str, version.release))
+    return epoch + ".".join(map(str, release)) + text[len(epoch) + len(written) :]
+
+
+def _spellings(raw: str, version: Version) -> tuple[str, ...]:
+    """The raw text, and the normal form padded with zeros to up to four release parts."""
+    release = list(version.release)
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    found = {raw}
+    for length in range(len(release), max(4, len(version.release)) + 1):
+        found.add(_with_release(version, release + [0] * (length - len(release))))
+    return tuple(found)
+
+
+def parse_record(record: object) -> Advisory | None:
+    """Reduce one OSV record; None when it names no PyPI package or is withdrawn.
+
+    Raises :class:`RecordError` for a record that breaks the schema in a way
+    that matters here.
+    """
+    if not isinstance(record, dict):
+        raise RecordError("not an OSV record (expected a JSON object)")
+    ident = _text(record, "id")
+    if record.get("withdrawn"):
+        return None
+    aliases = record.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise RecordError(f"{ident}: aliases must be a list of strings")
+    affected: dict[str, list[Affected]] = {}
+    entries = record.get("affected") or []
+    if not isinstance(entries, list):
+        raise RecordError(f"{ident}: affected must be a list")
+    for entry in entries:
+        name = _pypi_package(entry, ident)
+        if name is not None:
+            affected.setdefault(name, []).append(_affected(entry, ident))
+    if not affected:
+        return None
+    cvss = _cvss_of(record, entries)
+    return Advisory(
+        id=ident,
+        aliases=tuple(dict.fromkeys(a for a in aliases if a != ident)),
+        summary=_summary(record),
+        url=_reference(record),
+        severity=_severity(record, ident, cvss),
+        cvss=cvss,
+        modified=_timestamp(record.get("modified")),
+        affected={name: tuple(items) for name, items in affected.items()},
+    )
+
+
+def _text(record: dict[str, Any], key: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value or not value.isprintable():
+        raise RecordError(f"{key} is missing or not a printable string")
+    return value
+
+
+def _pypi_package(entry: object, ident: str) -> str | None:
+    if not isinstance(entry, dict) or not isinstance(entry.get("package"), dict):
+        raise RecordError(f"{ident}: affected[].package is missing")
+    package = entry["package"]
+    if package.get("ecosystem") != "PyPI":
+        return None
+    name = package.get("name")
+    if not isinstance(name, str) or not name:
+        raise RecordError(f"{ident}: affected[].package.name is missing")
+    return canonical_name(name)
+
+
+def _affected(entry: dict[str, Any], ident: str) -> Affected:
+    ranges = []
+    for item in entry.get("ranges") or []:
+        if not isinstance(item, dict):
+            raise RecordError(f"{ident}: a range is not an object")
+        kind = item.get("type")
+        if kind == "GIT":
+            continue  # commit hashes say nothing about an installed version
+        if kind not in ("ECOSYSTEM", "SEMVER"):
+            raise RecordError(f"{ident}: unknown range type {kind!r}")
+        ranges.append(_range(item.get("events"), ident))
+    versions = entry.get("versions") or []
+    if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+        raise RecordError(f"{ident}: versions must be a list of strings")
+    joined = "\n" + "\n".join(versions) + "\n" if versions else ""
+    canonical: frozenset[str] = frozenset()
+    if versions and not _ALL_NORMAL.fullmatch(joined):
+        canonical = frozenset(_canonical_entries(versions))
+    return Affected(tuple(ranges), joined, canonical)
+
+
+def _canonical_entries(versions: list[str]) -> list[str]:
+    found = []
+    for text in versions:
+        try:
+            found.append(canonical_version(Version(text)))
+        except InvalidVersion:
+            continue  # still matched by its exact spelling
+    return found
+
+
+def _range(events: object, ident: str) -> Range:
+    if not isinstance(events, list) or not events:
+        raise RecordError(f"{ident}: a range has no events")
+    parsed: list[tuple[str, Version | None]] = []
+    limits: list[Version] = []
+    for event in events:
+        if not isinstance(event, dict) or len(event) != 1:
+            raise RecordError(f"{ident}: an event must have exactly one of {_EVENT_KINDS}")
+        ((kind, value),) = event.items()
+        if kind not in _EVENT_KINDS or not isinstance(value, str):
+            raise RecordError(f"{ident}: unknown event {kind!r}")
+        if kind == "limit" and "*" in value:
+            continue  # "*" is infinity: no limit
+        try:
+            version = None if (kind == "introduced" and value == "0") else Version(value)
+        except InvalidVersion:
+            raise RecordError(f"{ident}: {kind} {value!r} is not a PEP 440 version") from None
+        if kind == "limit":
+            assert version is not None
+            limits.append(version)
+        else:
+            parsed.append((kind, version))
+    if not any(kind == "introduced" for kind, _ in parsed):
+        raise RecordError(f"{ident}: a range has no introduced event")
+    # Stable sort: "0" first, then PEP 440 order, ties in the order written.
+    parsed.sort(key=lambda e: (e[1] is not None, e[1] or Version("0")))
+    return Range(tuple(parsed), tuple(limits))
+
+
+def _summary(record: dict[str, Any]) -> str:
+    text = record.get("summary") or record.get("details") or ""
+    if not isinstance(text, str):
+        return ""
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_SUMMARY_LENGTH else line[: MAX_SUMMARY_LENGTH - 3] + "..."
+
+
+def _reference(record: dict[str, Any]) -> str:
+    references = [
+        r
+        for r in record.get("references") or []
+        if isinstance(r, dict)
+        and isinstance(r.get("url"), str)
+        and r["url"].startswith(("https://", "http://"))
+    ]
+    for kind in _REFERENCE_PREFERENCE:
+        for reference in references:
+            if reference.get("type") == kind:
+                return str(reference["url"])
+    return str(references[0]["url"]) if references else ""
+
+
+def _severity(record: dict[str, Any], ident: str, cvss: Cvss | None) -> str:
+    if ident.startswith("MAL-"):
+        return "critical"  # a malicious package is never a small risk
+    if cvss is not None:
+        return _band(cvss.score)
+    specific = record.get("database_specific")
+    if isinstance(specific, dict):
+        return _GITHUB_SEVERITY.get(str(specific.get("severity", "")).upper(), "unknown")
+    return "unknown"
+
+
+def _band(score: float) -> str:
+    """CVSS's qualitative bands (the same for v3 and v4); 0.0 ("none") counts as low."""
+    if score >= 9.0:
+        return "critical"
+    if score >= 7.0:
+        return "high"
+    if score >= 4.0:
+        return "medium"
+    return "low"
+
+
+def _cvss_of(record: dict[str, Any], entries: list[Any]) -> Cvss | None:
+    """The highest-scored CVSS v3 or v4 vector, top-level or per package; None if none parse."""
+    items = list(record.get("severity") or [])
+    for entry in entries:
+        if isinstance(entry, dict):
+            items.extend(entry.get("severity") or [])
+    best: Cvss | None = None
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("score"), str):
+            continue
+        scored = _score(str(item.get("type")), item["score"])
+        if scored is not None and (best is None or scored.score > best.score):
+            best = scored
+    return best
+
+
+def _score(kind: str, vector: str) -> Cvss | None:
+    import cvss  # type: ignore[import-untyped]  # only loaded when a record carries a vector
+
+    try:
+        if kind == "CVSS_V3":
+            v3 = cvss.CVSS3(vector)
+            method = "CVSSv31" if vector.startswith("CVSS:3.1/") else "CVSSv3"
+            return Cvss(method, float(v3.scores()[0]), vector)
+        if kind == "CVSS_V4":
+            return Cvss("CVSSv4", float(cvss.CVSS4(vector).base_score), vector)
+    except cvss.CVSSError:
+        return None
+    return None
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, datetime.datetime):  # YAML parses unquoted timestamps itself
+        moment = value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+        return moment.timestamp()
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
