@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench soak clean
+.PHONY: run test lint typecheck generated pytest monitoring bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,23 @@ run: $(STAMP)
 	COMMIT=$${COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} \
 		$(BIN)/status-exporter --config.file $(CONFIG) $(ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck generated pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy exporter
+	$(BIN)/mypy exporter monitoring
+
+# The committed rules, PrometheusRule and dashboards must be what monitoring/ generates.
+generated: $(STAMP)
+	$(BIN)/python -m monitoring --check
+
+# Rules and dashboards for your own selector: make monitoring SELECTOR='job="myapp"' OUT=dir
+# With neither, rewrites the committed defaults.
+monitoring: $(STAMP)
+	$(BIN)/python -m monitoring $(if $(SELECTOR),--selector '$(SELECTOR)') $(if $(OUT),--out '$(OUT)')
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -18,6 +18,7 @@ from exporter import __version__
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.guard import ConnectionLimits, Guard, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
+from exporter.oneshot import Printable, Withheld, render_once
 from exporter.web import GUARD, REFRESHER, create_app
 from exporter.webconfig import WebSecurity, load_web_config
 
@@ -70,6 +71,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="validate the configuration, print the result and exit",
     )
+    parser.add_argument(
+        "--print",
+        dest="print_body",
+        choices=["metrics", "status", "sbom"],
+        default=None,
+        help="take one snapshot, write this body to standard output and exit",
+    )
     parser.add_argument("--version", action="version", version=f"status-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -109,8 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check_config:
         print(f"status-exporter: {args.config_file}: configuration is valid")
         return EXIT_OK
+    if args.print_body is not None:
+        return _print_once(config, args.print_body)
     with asyncio.Runner(loop_factory=_loop_factory(config.web.uvloop)) as runner:
         return runner.run(serve(config, security, args))
+
+
+def _print_once(config: Config, what: Printable) -> int:
+    try:
+        body = render_once(config, what)
+    except Withheld as exc:
+        print(f"status-exporter: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.buffer.write(body)
+    sys.stdout.flush()
+    return EXIT_OK
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -26,6 +26,7 @@ from exporter.collectors.end_of_life import python_end_of_life
 from exporter.collectors.installed import InstalledScan, Skipped, canonical_name, scan_installed
 from exporter.collectors.loaded import collect_loaded
 from exporter.collectors.modules import ModuleFilter
+from exporter.collectors.packages import PackageInfo, collect_packages, loaded_packages
 from exporter.collectors.platform import PlatformInfo, collect_platform
 from exporter.collectors.python import (
     PythonInfo,
@@ -39,6 +40,7 @@ from exporter.vulnerabilities import Finding, match_vulnerabilities
 UNKNOWN_VERSION = "unknown"
 REDACTED = "<redacted>"
 EMPTY: Mapping[str, str] = MappingProxyType({})
+EMPTY_PACKAGES: Mapping[str, PackageInfo] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,10 @@ class Snapshot:
     vulnerabilities: tuple[Finding, ...] | None = None
     advisories: AdvisoryDatabase = EMPTY_DATABASE
     advisories_ignore: tuple[str, ...] = ()
+    # For the SBOM: name as written and licence of each installed distribution.
+    packages: Mapping[str, PackageInfo] = field(default_factory=lambda: EMPTY_PACKAGES)
+    app_distribution: str | None = None
+    module_source: Literal["installed", "loaded"] = "installed"
 
     def same_facts(self, other: Snapshot) -> bool:
         """Whether ``other`` publishes the same facts (timings and identity aside)."""
@@ -103,6 +109,7 @@ class Snapshot:
             and self.modules == other.modules
             and self.python_end_of_life == other.python_end_of_life
             and self.vulnerabilities == other.vulnerabilities
+            and self.packages == other.packages
         )
 
     @property
@@ -137,18 +144,23 @@ def take_snapshot(
     """Gather every fact now; ``previous`` lets unchanged directories be skipped."""
     sources = sources or Sources()
     scan: InstalledScan | None = None
+    packages: Mapping[str, PackageInfo] = EMPTY_PACKAGES
     if config.modules.source == "installed":
         paths = config.modules.paths or sources.sys_path()
         scan = scan_installed(
             paths, previous.installed_scan if previous else None, clock=sources.clock
         )
         found, skipped = scan.distributions(), scan.skipped()
+        packages = MappingProxyType(collect_packages(scan, previous.packages if previous else None))
     else:
         found, skipped = collect_loaded(sources.sys_modules())
     modules = ModuleFilter(config.modules.include, config.modules.exclude).apply(found)
     dropped = max(0, len(modules) - config.modules.max)
     if dropped:
         modules = dict(itertools.islice(modules.items(), config.modules.max))
+    if config.modules.source == "loaded":
+        unchanged = previous is not None and previous.modules == modules
+        packages = previous.packages if previous and unchanged else loaded_packages(modules)
     python = _python_of(config)
     advisories, vulnerabilities = _check_advisories(config, modules, previous)
     commit = collect_commit(
@@ -176,6 +188,9 @@ def take_snapshot(
         vulnerabilities=vulnerabilities,
         advisories=advisories,
         advisories_ignore=config.advisories.ignore,
+        packages=packages,
+        app_distribution=config.app.distribution,
+        module_source=config.modules.source,
     )
 
 

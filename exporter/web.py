@@ -17,11 +17,12 @@ from multidict import CIMultiDict
 
 from exporter.config import Config
 from exporter.guard import Guard
-from exporter.negotiate import metrics_variant, prefers_html
+from exporter.negotiate import accepts_gzip, metrics_variant, prefers_html
 from exporter.refresh import Refresher
 from exporter.render.html import STATUS_SCRIPT_CSP
 from exporter.render.pages import Pages, render_pages
 from exporter.render.prometheus import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, ProcessMetrics
+from exporter.render.sbom import CONTENT_TYPE as CONTENT_TYPE_SBOM
 from exporter.snapshot import Identity, Sources
 from exporter.webconfig import WebSecurity
 
@@ -60,6 +61,18 @@ _METRICS_HEADERS = {
     for openmetrics in (False, True)
     for gzip in (False, True)
 }
+_SBOM_HEADERS = {
+    gzip: CIMultiDict(
+        {
+            "Content-Type": CONTENT_TYPE_SBOM,
+            "X-Content-Type-Options": "nosniff",
+            "Vary": "Accept-Encoding",
+            **({"Content-Encoding": "gzip"} if gzip else {}),
+        }
+    )
+    for gzip in (False, True)
+}
+_SBOM_WITHHELD = b'{"error":"the SBOM is withheld: redact.modules hides the modules from JSON"}'
 _NOT_READY = b"not ready: the first snapshot is still being taken\n"
 _NOT_READY_JSON = b'{"error":"not ready: the first snapshot is still being taken"}'
 _BAD_FORMAT = b'{"error":"format must be json or html"}'
@@ -101,7 +114,7 @@ def setup(
     """Add the status routes and their refresher to an aiohttp application.
 
     Routes: ``/api/v1/status/`` (JSON, or HTML for browsers), its OpenAPI
-    document at ``/api/v1/openapi.json``, and the exposition at
+    document at ``/api/v1/openapi.json``, the SBOM at ``/api/v1/sbom``, and the exposition at
     ``metrics_path`` unless it is None (an app with its own /metrics can
     register :class:`exporter.StatusCollector` there instead). The refresher
     starts and stops with the application.
@@ -116,6 +129,7 @@ def setup(
     app.router.add_get("/api/v1/status/", handlers.status)
     app.router.add_get("/api/v1/status", handlers.status)
     app.router.add_get("/api/v1/openapi.json", handlers.openapi)
+    app.router.add_get("/api/v1/sbom", handlers.sbom)
     if metrics_path:
         app.router.add_get(metrics_path, handlers.metrics)
     return refresher
@@ -172,6 +186,18 @@ class _Handlers:
             return web.Response(status=503, body=_NOT_READY_JSON, headers=_JSON_HEADERS)
         body = published.product.status.body(request.host, pretty="pretty" in query)
         return web.Response(body=body, headers=_JSON_HEADERS)
+
+    async def sbom(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/sbom``: the CycloneDX 1.6 SBOM of what is installed now."""
+        published = self._refresher.published
+        if published is None:
+            return web.Response(status=503, body=_NOT_READY_JSON, headers=_JSON_HEADERS)
+        document = published.product.sbom
+        if document.withheld:
+            return web.Response(status=404, body=_SBOM_WITHHELD, headers=_JSON_HEADERS)
+        gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        body = document.gzip if gzip else document.body
+        return web.Response(body=body, headers=_SBOM_HEADERS[gzip])
 
     async def openapi(self, request: web.Request) -> web.Response:
         """``GET /api/v1/openapi.json``: the OpenAPI 3.1 description of these endpoints."""

@@ -29,10 +29,11 @@ _NORMALIZE = re.compile(r"[-_.]+")
 
 @dataclass(frozen=True, slots=True)
 class Distribution:
-    """One installed distribution: its canonical (PEP 503) name and its version."""
+    """One installed distribution: its canonical (PEP 503) name, version and metadata file."""
 
     name: str
     version: str
+    metadata: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,14 @@ class InstalledScan:
         for directory in self.directories:
             for dist in directory.distributions:
                 found.setdefault(dist.name, dist.version)
+        return found
+
+    def winners(self) -> dict[str, Distribution]:
+        """Name -> the distribution that ``distributions()`` publishes for it."""
+        found: dict[str, Distribution] = {}
+        for directory in self.directories:
+            for dist in directory.distributions:
+                found.setdefault(dist.name, dist)
         return found
 
     def skipped(self) -> tuple[Skipped, ...]:
@@ -168,7 +177,7 @@ def read_distribution(metadata_path: str) -> Distribution:
         raise MetadataError(f"cannot read: {exc.strerror or exc}") from None
     name = _field(fields, "Name", MAX_NAME_LENGTH)
     version = _field(fields, "Version", MAX_VERSION_LENGTH)
-    return Distribution(canonical_name(name), version)
+    return Distribution(canonical_name(name), version, metadata_path)
 
 
 def _header_fields(data: bytes) -> dict[str, bytes]:

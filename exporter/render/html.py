@@ -58,6 +58,7 @@ def render_landing(snapshot: Snapshot, stats: RefreshStats) -> bytes:
 <p><a href="metrics">Metrics</a> (Prometheus) &middot;
 <a href="api/v1/status/?pretty">Status</a> (JSON) &middot;
 <a href="api/v1/status/?format=html">Status page</a> &middot;
+<a href="api/v1/sbom">SBOM</a> (CycloneDX) &middot;
 <a href="healthz">Health</a> &middot; <a href="readyz">Readiness</a></p>
 <table>
 {table}
@@ -233,7 +234,8 @@ def render_status_page(
 <body><h1>Status of {escape(s.published_platform.node)}</h1>
 <p class="sub">{escape(s.python.version_string)}</p>
 <p><a href="?format=json">JSON</a> &middot;
-<a href="?format=json&amp;pretty">JSON, indented</a>{metrics_link}</p>
+<a href="?format=json&amp;pretty">JSON, indented</a> &middot;
+<a href="../sbom">SBOM</a> (CycloneDX){metrics_link}</p>
 <div class="summary">{summary}{uptime}</div>
 <h2>Modules <small>(<span id="shown">{len(s.published_modules("json"))}</span>)</small></h2>
 <p><label>Filter <input id="filter" type="search" placeholder="name or version"

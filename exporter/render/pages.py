@@ -8,6 +8,7 @@ from exporter.refresh import RefreshStats
 from exporter.render.html import render_landing, render_status_page
 from exporter.render.json import StatusDocument
 from exporter.render.prometheus import MetricsPages
+from exporter.render.sbom import SbomDocument
 from exporter.snapshot import Snapshot
 
 
@@ -19,6 +20,7 @@ class Pages:
     status: StatusDocument
     status_page: bytes
     landing: bytes
+    sbom: SbomDocument
 
 
 def render_pages(
@@ -38,4 +40,5 @@ def render_pages(
         status=StatusDocument(snapshot),
         status_page=render_status_page(snapshot, stats, metrics_path=metrics_path),
         landing=render_landing(snapshot, stats),
+        sbom=SbomDocument(snapshot, previous.sbom if previous else None),
     )

@@ -1,0 +1,478 @@
+"""The Grafana fleet dashboard: every query selects the exporter's series by the selector.
+
+Panels are built from small helpers so that a new panel is a few lines; the
+layout flows left to right in rows of 24 grid units.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitoring.settings import Settings
+
+Panel = dict[str, Any]
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+_FILTERS = ('job=~"$job"', 'instance=~"$instance"')
+
+
+class _Layout:
+    """Places panels left to right, wrapping to a new row at 24 units."""
+
+    def __init__(self) -> None:
+        self.x = self.y = self.row_height = 0
+        self.panels: list[Panel] = []
+
+    def add(self, panel: Panel, width: int, height: int) -> None:
+        if self.x + width > 24:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        panel["id"] = len(self.panels) + 1
+        panel["gridPos"] = {"x": self.x, "y": self.y, "w": width, "h": height}
+        self.panels.append(panel)
+        self.x += width
+        self.row_height = max(self.row_height, height)
+
+    def row(self, title: str) -> None:
+        if self.x:
+            self.x, self.y, self.row_height = 0, self.y + self.row_height, 0
+        self.add({"type": "row", "title": title, "collapsed": False, "panels": []}, 24, 1)
+        self.x, self.y, self.row_height = 0, self.y + 1, 0
+
+
+def _target(expr: str, ref: str = "A", *, table: bool = True, legend: str | None = None) -> Any:
+    target: dict[str, Any] = {
+        "datasource": DATASOURCE,
+        "refId": ref,
+        "expr": expr,
+        "range": not table,
+        "instant": table,
+        "format": "table" if table else "time_series",
+    }
+    if legend:
+        target["legendFormat"] = legend
+    return target
+
+
+def _panel(kind: str, title: str, description: str, targets: list[Any], **extra: Any) -> Panel:
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        **extra,
+    }
+
+
+def _stat(title: str, description: str, expr: str, *, warn_at: float | None = None) -> Panel:
+    target = _target(expr)
+    target["format"] = "time_series"
+    extra: dict[str, Any] = {
+        "options": {
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            "colorMode": "value",
+            "graphMode": "none",
+            "textMode": "auto",
+        }
+    }
+    if warn_at is not None:
+        steps = [{"color": "green", "value": None}, {"color": "orange", "value": warn_at}]
+        extra["fieldConfig"] = {
+            "defaults": {"thresholds": {"mode": "absolute", "steps": steps}},
+            "overrides": [],
+        }
+    return _panel("stat", title, description, [target], **extra)
+
+
+def _table(title: str, description: str, targets: list[Any], *transforms: Any) -> Panel:
+    return _panel(
+        "table",
+        title,
+        description,
+        targets,
+        transformations=list(transforms),
+        options={"showHeader": True},
+    )
+
+
+def _timeseries(
+    title: str, description: str, expr: str, legend: str, unit: str | None = None
+) -> Panel:
+    extra: dict[str, Any] = {
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        }
+    }
+    if unit:
+        extra["fieldConfig"] = {"defaults": {"unit": unit}, "overrides": []}
+    return _panel(
+        "timeseries", title, description, [_target(expr, table=False, legend=legend)], **extra
+    )
+
+
+def _organize(exclude: tuple[str, ...] = ("Time",), rename: dict[str, str] | None = None) -> Any:
+    return {
+        "id": "organize",
+        "options": {"excludeByName": dict.fromkeys(exclude, True), "renameByName": rename or {}},
+    }
+
+
+def _variable(name: str, label: str, query: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".+",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "options": [],
+    }
+
+
+def fleet_dashboard(s: Settings) -> dict[str, Any]:
+    """The fleet dashboard: instances, drift, modules, security, the exporter's health."""
+    sel = s.matchers(*_FILTERS)
+    mod = s.matchers(*_FILTERS, 'module=~"$module"')
+    in_job = s.matchers('job=~"$job"')
+    layout = _Layout()
+    _overview(layout, s, sel)
+    _modules(layout, sel, mod)
+    _security(layout, s, sel)
+    _health(layout, sel)
+    return {
+        "uid": s.dashboard_uid,
+        "title": s.dashboard_title,
+        "description": "Which hosts run which Python, which commit, which version of each module, "
+        "what drifted, and what has known vulnerabilities.",
+        "tags": ["python", "status-exporter"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": s.dashboard_refresh,
+        "time": {"from": "now-6h", "to": "now"},
+        "links": [],
+        "annotations": {"list": []},
+        "panels": layout.panels,
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                    "options": [],
+                    "refresh": 1,
+                },
+                _variable(
+                    "job", "Job", f"label_values(status_exporter_build_info{s.matchers()}, job)"
+                ),
+                _variable(
+                    "instance",
+                    "Instance",
+                    f"label_values(status_exporter_build_info{in_job}, instance)",
+                ),
+                _variable(
+                    "module",
+                    "Module",
+                    f"label_values(module_info{in_job}, module)",
+                ),
+            ]
+        },
+    }
+
+
+def _overview(layout: _Layout, s: Settings, sel: str) -> None:
+    layout.add(
+        _stat(
+            "Instances up",
+            "Instances whose status-exporter Prometheus scrapes successfully.",
+            f"sum(up{sel})",
+        ),
+        6,
+        4,
+    )
+    layout.add(
+        _stat(
+            "Python versions",
+            "Distinct Python versions across the selected instances.",
+            f"count(count by (version) (python_info{sel}))",
+            warn_at=2,
+        ),
+        6,
+        4,
+    )
+    layout.add(
+        _stat(
+            "Commits",
+            "Distinct commits across the selected instances: more than one outside "
+            "a deploy is drift.",
+            f"count(count by (commit) (build_info{sel}))",
+            warn_at=2,
+        ),
+        6,
+        4,
+    )
+    layout.add(
+        _stat(
+            "Drifting modules",
+            "Modules installed in more than one version within a job.",
+            "count(count by (job, module) (count by (job, module, version) "
+            f"(module_info{sel})) > 1) or vector(0)",
+            warn_at=1,
+        ),
+        6,
+        4,
+    )
+    targets = [
+        _target(
+            "max by (job, instance, commit, app_version) (label_replace("
+            f'build_info{sel}, "app_version", "$1", "version", "(.*)"))',
+            "A",
+        ),
+        _target(
+            "max by (job, instance, python) (label_replace("
+            f'python_info{sel}, "python", "$1", "version", "(.*)"))',
+            "B",
+        ),
+        _target(f"max by (job, instance, system, release, machine) (platform_info{sel})", "C"),
+        _target(f"max by (job, instance) (time() - process_start_time_seconds{sel})", "D"),
+        _target(
+            "max by (job, instance) "
+            f"(time() - status_exporter_last_refresh_timestamp_seconds{sel})",
+            "E",
+        ),
+    ]
+    instances = _table(
+        "Instances",
+        "One row per instance: commit, application version, Python, platform, uptime and the "
+        "age of its data.",
+        targets,
+        {"id": "merge", "options": {}},
+        _organize(
+            ("Time",),
+            {
+                "Value #D": "uptime",
+                "Value #E": "data age",
+                "app_version": "version",
+            },
+        ),
+    )
+    instances["fieldConfig"] = {
+        "defaults": {},
+        "overrides": [
+            {
+                "matcher": {"id": "byName", "options": name},
+                "properties": [{"id": "unit", "value": "s"}],
+            }
+            for name in ("uptime", "data age")
+        ]
+        + [
+            {
+                "matcher": {"id": "byRegexp", "options": "Value #[ABC]"},
+                "properties": [{"id": "custom.hidden", "value": True}],
+            }
+        ],
+    }
+    layout.add(instances, 24, 8)
+
+
+def _modules(layout: _Layout, sel: str, mod: str) -> None:
+    layout.add(
+        _table(
+            "Module versions by instance",
+            "Which version of each module every instance runs (module x instance).",
+            [_target(f"max by (module, instance, version) (module_info{mod})")],
+            {
+                "id": "groupingToMatrix",
+                "options": {
+                    "columnField": "instance",
+                    "rowField": "module",
+                    "valueField": "version",
+                },
+            },
+        ),
+        16,
+        12,
+    )
+    layout.add(
+        _table(
+            "Drifting modules",
+            "Modules with more than one version within a job, and how many versions.",
+            [
+                _target(
+                    "count by (job, module) "
+                    f"(count by (job, module, version) (module_info{mod})) > 1"
+                )
+            ],
+            _organize(("Time",), {"Value": "versions"}),
+        ),
+        8,
+        12,
+    )
+    layout.add(
+        _timeseries(
+            "Modules per instance",
+            "How many modules each instance publishes; steps are installs and removals.",
+            f"status_exporter_modules{sel}",
+            "{{instance}}",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _timeseries(
+            "Module changes",
+            "Modules added, removed, upgraded or downgraded, as seen between refreshes.",
+            "sum by (change) "
+            f"(increase(status_exporter_module_changes_total{sel}[$__rate_interval]))",
+            "{{change}}",
+        ),
+        12,
+        8,
+    )
+
+
+def _security(layout: _Layout, s: Settings, sel: str) -> None:
+    layout.row("Security: known vulnerabilities and end of life")
+    severe = s.matchers(*_FILTERS, 'severity=~"critical|high"')
+    layout.add(
+        _stat(
+            "Instances with critical or high vulnerabilities",
+            "Instances running a module with a known critical or high vulnerability.",
+            f"count(count by (instance) (module_vulnerability_info{severe})) or vector(0)",
+            warn_at=1,
+        ),
+        6,
+        4,
+    )
+    layout.add(
+        _stat(
+            "Instances past Python's end of life",
+            "Instances whose Python minor version gets no security fixes any more.",
+            f"count(time() > python_end_of_life_timestamp_seconds{sel}) or vector(0)",
+            warn_at=1,
+        ),
+        6,
+        4,
+    )
+    age = _stat(
+        "Advisory data age",
+        "Time since the newest advisory in the oldest loaded database was modified: an empty "
+        "vulnerability list from stale data is not a clean bill of health.",
+        f"time() - min(status_exporter_advisories_newest_timestamp_seconds{sel})",
+        warn_at=s.advisories_stale_days * 86400,
+    )
+    age["fieldConfig"]["defaults"]["unit"] = "s"
+    layout.add(age, 6, 4)
+    layout.add(
+        _stat(
+            "Advisory load errors",
+            "Failed loads of the advisory database in the dashboard's time range.",
+            "sum(increase("
+            f"status_exporter_advisories_load_errors_total{sel}[$__range])) or vector(0)",
+            warn_at=1,
+        ),
+        6,
+        4,
+    )
+    layout.add(
+        _table(
+            "Vulnerabilities by instance and severity",
+            "How many known vulnerabilities each instance runs, by severity.",
+            [_target(f"sum by (instance, severity) (status_exporter_vulnerabilities{sel}) > 0")],
+            {
+                "id": "groupingToMatrix",
+                "options": {
+                    "columnField": "severity",
+                    "rowField": "instance",
+                    "valueField": "Value",
+                },
+            },
+        ),
+        8,
+        10,
+    )
+    layout.add(
+        _table(
+            "Vulnerable modules",
+            "Every vulnerable module and version per instance, with the advisory and the lowest "
+            "fixed version above it.",
+            [
+                _target(
+                    "max by (instance, module, version, id, aliases, severity, fixed) "
+                    f"(module_vulnerability_info{sel})"
+                )
+            ],
+            _organize(("Time", "Value")),
+        ),
+        16,
+        10,
+    )
+    eol = _table(
+        "Python end of life",
+        "When each instance's Python minor version stops getting security fixes, and how many "
+        "days are left (negative: past).",
+        [
+            _target(
+                f"max by (instance, version) (python_end_of_life_timestamp_seconds{sel}) * 1000",
+                "A",
+            ),
+            _target(
+                "max by (instance, version) "
+                f"(python_end_of_life_timestamp_seconds{sel} - time()) / 86400",
+                "B",
+            ),
+        ],
+        {"id": "merge", "options": {}},
+        _organize(("Time",), {"Value #A": "end of life", "Value #B": "days left"}),
+    )
+    eol["fieldConfig"] = {
+        "defaults": {},
+        "overrides": [
+            {
+                "matcher": {"id": "byName", "options": "end of life"},
+                "properties": [{"id": "unit", "value": "dateTimeAsIsoNoDateIfToday"}],
+            },
+            {
+                "matcher": {"id": "byName", "options": "days left"},
+                "properties": [{"id": "decimals", "value": 0}],
+            },
+        ],
+    }
+    layout.add(eol, 24, 6)
+
+
+def _health(layout: _Layout, sel: str) -> None:
+    layout.row("The exporter's health")
+    layout.add(
+        _timeseries(
+            "Refresh duration",
+            "How long each instance's latest refresh took to gather the facts.",
+            f"status_exporter_refresh_duration_seconds{sel}",
+            "{{instance}}",
+            unit="s",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _timeseries(
+            "Refresh errors",
+            "Failed refreshes; the last good data stays published.",
+            "sum by (instance) "
+            f"(increase(status_exporter_refresh_errors_total{sel}[$__rate_interval]))",
+            "{{instance}}",
+        ),
+        12,
+        8,
+    )

@@ -1,0 +1,222 @@
+"""Recording rules and alerts, every one selecting the exporter's series by the selector."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitoring.settings import Settings
+
+Rule = dict[str, Any]
+
+
+def rule_groups(s: Settings) -> list[dict[str, Any]]:
+    """The rule groups of ``rules.yml`` and of the PrometheusRule."""
+    return [
+        {"name": "status-exporter.fleet", "rules": recording_rules(s)},
+        {"name": "status-exporter.alerts", "rules": fleet_alerts(s)},
+        {"name": "status-exporter.security", "rules": security_alerts(s)},
+    ]
+
+
+def recording_rules(s: Settings) -> list[Rule]:
+    """Fleet aggregates that the drift alerts and the dashboard read."""
+    m = s.matchers()
+    return [
+        {
+            "record": "job_module:module_versions:count",
+            "expr": f"count by (job, module) (count by (job, module, version) (module_info{m}))",
+        },
+        {
+            "record": "job:python_versions:count",
+            "expr": f"count by (job) (count by (job, version) (python_info{m}))",
+        },
+        {
+            "record": "job:build_commits:count",
+            "expr": f"count by (job) (count by (job, commit) (build_info{m}))",
+        },
+        {"record": "job:status_exporter_up:sum", "expr": f"sum by (job) (up{m})"},
+        {
+            "record": "job_severity:module_vulnerabilities:count",
+            "expr": f"count by (job, severity) (module_vulnerability_info{m})",
+        },
+    ]
+
+
+def _alert(
+    name: str, expr: str, duration: str, severity: str, summary: str, description: str, runbook: str
+) -> Rule:
+    return {
+        "alert": name,
+        "expr": expr,
+        "for": duration,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description, "runbook": runbook},
+    }
+
+
+def fleet_alerts(s: Settings) -> list[Rule]:
+    """The exporter's health and drift within a job."""
+    m = s.matchers()
+    return [
+        _alert(
+            "StatusExporterDown",
+            f"up{m} == 0",
+            s.exporter_down_for,
+            "warning",
+            "status-exporter on {{ $labels.instance }} is down",
+            f"Prometheus has not scraped {{{{ $labels.instance }}}} (job {{{{ $labels.job }}}}) "
+            f"for {s.exporter_down_for}; its Python, commit and module versions are unknown.",
+            "Check the process (systemctl status status-exporter, or the container), its log (a "
+            "config error exits with status 2 and names the key), and that the port is reachable "
+            "from Prometheus. /healthz answers while it runs.",
+        ),
+        _alert(
+            "StatusExporterRefreshFailing",
+            f"increase(status_exporter_refresh_errors_total{m}[15m]) > 0",
+            s.refresh_failing_for,
+            "warning",
+            "status-exporter on {{ $labels.instance }} fails to refresh",
+            "{{ $value | humanize }} refreshes failed in 15 minutes; the published data is the "
+            "last good snapshot and may be out of date.",
+            "Read the exporter's log for 'refresh failed' (the reason is in error=...). Typical "
+            "causes: modules.paths or commit.git_dir on a volume that went away.",
+        ),
+        _alert(
+            "StatusExporterRefreshStale",
+            f"time() - status_exporter_last_refresh_timestamp_seconds{m} > "
+            f"{s.stale_refresh_intervals} * status_exporter_refresh_interval_seconds{m}",
+            s.refresh_stale_for,
+            "warning",
+            "status-exporter on {{ $labels.instance }} has stale data",
+            "The last successful refresh was {{ $value | humanizeDuration }} ago, more than "
+            f"{s.stale_refresh_intervals} refresh intervals.",
+            "A refresh may be stuck on a slow file system, or every refresh fails (see "
+            "StatusExporterRefreshFailing). Restarting the exporter is safe.",
+        ),
+        _alert(
+            "ModuleVersionDrift",
+            "job_module:module_versions:count > 1",
+            s.module_drift_for,
+            "info",
+            "{{ $labels.module }} runs in {{ $value }} versions in job {{ $labels.job }}",
+            "Instances of one job disagree on the version of {{ $labels.module }} for "
+            f"{s.module_drift_for}.",
+            'List the versions: count by (version, instance) (module_info{job="{{ $labels.job '
+            '}}", module="{{ $labels.module }}"}). Finish or roll back the deploy, or rebuild '
+            "the odd hosts.",
+        ),
+        _alert(
+            "PythonVersionDrift",
+            "job:python_versions:count > 1",
+            s.python_drift_for,
+            "info",
+            "Job {{ $labels.job }} runs {{ $value }} Python versions",
+            f"Instances of one job run different Python versions for {s.python_drift_for}.",
+            'See which: count by (version, instance) (python_info{job="{{ $labels.job }}"}). '
+            "Align base images or interpreters.",
+        ),
+        _alert(
+            "CommitDrift",
+            "job:build_commits:count > 1",
+            s.commit_drift_for,
+            "warning",
+            "Job {{ $labels.job }} runs {{ $value }} different commits",
+            "Instances of one job have been on different commits for longer than a deploy window "
+            f"({s.commit_drift_for}).",
+            'See which: count by (commit, instance) (build_info{job="{{ $labels.job }}"}). A '
+            "deploy stalled or a host was missed; redeploy it.",
+        ),
+        _alert(
+            "StatusExporterMetadataSkipped",
+            f"status_exporter_modules_skipped{m} > 0",
+            s.metadata_skipped_for,
+            "info",
+            "{{ $value }} distributions on {{ $labels.instance }} have unreadable metadata",
+            "Their versions are not reported.",
+            'The exporter logs each skipped path once with the reason (msg="metadata skipped"). '
+            "Reinstall the broken distributions.",
+        ),
+    ]
+
+
+def security_alerts(s: Settings) -> list[Rule]:
+    """Known vulnerabilities, Python's end of life, and the advisory data they rest on."""
+    m = s.matchers()
+    vulnerable = (
+        "{{ $labels.module }} {{ $labels.version }} on {{ $labels.instance }} has {{ $labels.id }}"
+    )
+    fix = (
+        "Fixed in {{ with $labels.fixed }}{{ . }}{{ else }}no released version yet{{ end }}."
+        "{{ with $labels.aliases }} Aliases: {{ . }}.{{ end }}"
+    )
+    runbook = (
+        "Upgrade the module past the fixed version and redeploy; the series disappears at the "
+        "exporter's next refresh. An accepted risk goes in advisories.ignore (by id or alias). "
+        "Details: the status page (/api/v1/status/) links the advisory."
+    )
+    warning_seconds = s.end_of_life_warning_days * 86400
+    stale_seconds = s.advisories_stale_days * 86400
+    return [
+        _alert(
+            "ModuleVulnerabilityCritical",
+            "module_vulnerability_info" + s.matchers('severity="critical"') + " == 1",
+            s.critical_vulnerability_for,
+            "critical",
+            vulnerable + " (critical)",
+            fix,
+            runbook,
+        ),
+        _alert(
+            "ModuleVulnerabilityHigh",
+            "module_vulnerability_info" + s.matchers('severity="high"') + " == 1",
+            s.high_vulnerability_for,
+            "warning",
+            vulnerable + " (high)",
+            fix,
+            runbook,
+        ),
+        _alert(
+            "PythonEndOfLife",
+            f"time() > python_end_of_life_timestamp_seconds{m}",
+            s.end_of_life_for,
+            "warning",
+            "Python {{ $labels.version }} on {{ $labels.instance }} is past its end of life",
+            "It gets no security fixes any more.",
+            "Move the application to a supported Python (see python_info for the exact version). "
+            "A vendor build supported longer can say so in python.end_of_life.",
+        ),
+        _alert(
+            "PythonEndOfLifeSoon",
+            f"python_end_of_life_timestamp_seconds{m} - time() < {warning_seconds} "
+            f"and python_end_of_life_timestamp_seconds{m} - time() > 0",
+            s.end_of_life_for,
+            "info",
+            "Python {{ $labels.version }} on {{ $labels.instance }} reaches its end of life in "
+            "{{ $value | humanizeDuration }}",
+            f"Less than {s.end_of_life_warning_days} days of security fixes are left.",
+            "Plan the move to a newer Python before the date.",
+        ),
+        _alert(
+            "AdvisoryDataStale",
+            f"time() - status_exporter_advisories_newest_timestamp_seconds{m} > {stale_seconds}",
+            s.end_of_life_for,
+            "warning",
+            "Advisory data on {{ $labels.instance }} is {{ $value | humanizeDuration }} old",
+            f"No advisory in the loaded database was modified in {s.advisories_stale_days} days: "
+            "the download that refreshes it has stopped. An empty vulnerability list from stale "
+            "data is not a clean bill of health.",
+            "Check the job that downloads OSV's PyPI export (cron or CronJob, see the README) and "
+            "that advisories.paths points at the file it writes.",
+        ),
+        _alert(
+            "AdvisoryDataFailing",
+            f"increase(status_exporter_advisories_load_errors_total{m}[1h]) > 0 "
+            f"or status_exporter_advisories_load_timestamp_seconds{m} == 0",
+            s.advisories_failing_for,
+            "warning",
+            "status-exporter on {{ $labels.instance }} cannot load its advisory database",
+            "The last load failed (or none ever succeeded); the previous database stays in force.",
+            'The exporter logs the path and the reason (msg="advisory database not loaded"). '
+            "A half-written download is the usual cause: write to a temporary file and rename.",
+        ),
+    ]

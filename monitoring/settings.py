@@ -1,0 +1,36 @@
+"""What a user of the mixin may change: the selector, thresholds and dashboard identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_SELECTOR = 'job="python-status"'
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The mixin's configuration; the defaults are what the repository ships."""
+
+    # PromQL label matchers (without braces) that pick the exporter's series.
+    selector: str = DEFAULT_SELECTOR
+    exporter_down_for: str = "5m"
+    refresh_failing_for: str = "15m"
+    refresh_stale_for: str = "5m"
+    stale_refresh_intervals: int = 3
+    module_drift_for: str = "30m"
+    python_drift_for: str = "30m"
+    commit_drift_for: str = "1h"
+    metadata_skipped_for: str = "1h"
+    critical_vulnerability_for: str = "15m"
+    high_vulnerability_for: str = "1h"
+    end_of_life_warning_days: int = 90
+    end_of_life_for: str = "1h"
+    advisories_stale_days: int = 7
+    advisories_failing_for: str = "10m"
+    dashboard_title: str = "Python fleet (status-exporter)"
+    dashboard_uid: str = "status-exporter-fleet"
+    dashboard_refresh: str = "1m"
+
+    def matchers(self, *more: str) -> str:
+        """``{selector, more...}`` for a metric selector."""
+        return "{" + ", ".join(m for m in (self.selector, *more) if m) + "}"
