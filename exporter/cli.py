@@ -15,16 +15,19 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from exporter import __version__
+from exporter.collectors.advisory_worker import load_in_child
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.guard import ConnectionLimits, Guard, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
 from exporter.oneshot import Printable, Withheld, render_once
+from exporter.snapshot import Sources
 from exporter.web import GUARD, REFRESHER, create_app
 from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -150,7 +153,8 @@ async def serve(
 ) -> int:
     """Serve until SIGTERM or SIGINT, reloading on SIGHUP; return the exit status."""
     _raise_open_file_limit()
-    app = create_app(config, security=security)
+    # The daemon parses advisory databases in a child process: see advisory_worker.
+    app = create_app(config, security=security, sources=Sources(load_advisories=load_in_child))
     runner = web.AppRunner(
         app,
         access_log=None,

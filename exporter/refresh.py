@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
+from exporter.collectors.advisories import release_gradually
 from exporter.config import Config
 from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
 
@@ -134,8 +135,19 @@ def _log_advisories(previous: Snapshot | None, snapshot: Snapshot) -> None:
                 "vulnerabilities": len(snapshot.vulnerabilities or ()),
             },
         )
+        already = set(previous.advisories.skipped_examples) if previous else set()
         for example in db.skipped_examples:
-            log.warning("advisory record skipped", extra={"reason": example})
+            if example not in already:  # a reload of the same files says nothing new
+                log.warning("advisory record skipped", extra={"reason": example})
+
+
+def _release(garbage: list[Published[T] | None], current: Snapshot) -> None:
+    """Drop the replaced snapshot; its advisory database gradually, if it was replaced."""
+    replaced = garbage[0]
+    if replaced is not None:
+        release_gradually(replaced.snapshot.advisories, current.advisories)
+    del replaced
+    garbage.clear()
 
 
 class Refresher(Generic[T]):
@@ -198,6 +210,12 @@ class Refresher(Generic[T]):
             self._stats = self._with_reload(published.stats)
             _log_news(previous, published, changes)
             self._ready.set()
+            # The last reference to the old snapshot may be this one: free it off the event
+            # loop, and a replaced advisory database (tens of MB of objects) bit by bit.
+            garbage = [previous]
+            del previous, result
+            with suppress(RuntimeError):  # the executor is shut down: free it here then
+                loop.run_in_executor(self._executor, _release, garbage, published.snapshot)
             return True
 
     def reconfigure(self, config: Config) -> None:

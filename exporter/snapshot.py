@@ -67,6 +67,8 @@ class Sources:
     sys_modules: Callable[[], Mapping[str, ModuleType | None]] = lambda: sys.modules
     clock: Callable[[], float] = time.time
     perf_counter: Callable[[], float] = time.perf_counter
+    # How an advisory database is read: None in this thread; the daemon uses a child process.
+    load_advisories: Callable[[Sequence[str]], AdvisoryDatabase] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,7 @@ def take_snapshot(
         unchanged = previous is not None and previous.modules == modules
         packages = previous.packages if previous and unchanged else loaded_packages(modules)
     python = _python_of(config)
-    advisories, vulnerabilities = _check_advisories(config, modules, previous)
+    advisories, vulnerabilities = _check_advisories(config, modules, previous, sources)
     commit = collect_commit(
         value=config.commit.value,
         env_names=config.commit.env,
@@ -195,13 +197,19 @@ def take_snapshot(
 
 
 def _check_advisories(
-    config: Config, modules: Mapping[str, str], previous: Snapshot | None
+    config: Config, modules: Mapping[str, str], previous: Snapshot | None, sources: Sources
 ) -> tuple[AdvisoryDatabase, tuple[Finding, ...] | None]:
     """The database in force and the findings; both reused when nothing they depend on changed."""
     if not config.advisories.paths:
         return EMPTY_DATABASE, None
     earlier = previous.advisories if previous else None
-    database = load_advisories(config.advisories.paths, earlier)
+    database = load_advisories(
+        config.advisories.paths,
+        earlier,
+        clock=sources.clock,
+        perf_counter=sources.perf_counter,
+        load=sources.load_advisories,
+    )
     if (
         previous is not None
         and previous.vulnerabilities is not None

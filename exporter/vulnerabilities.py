@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from exporter.collectors.advisories import AdvisoryDatabase, Entry
 from exporter.collectors.installed import canonical_name
-from exporter.collectors.osv import SEVERITIES, Advisory, Cvss, InstalledVersion
+
+if TYPE_CHECKING:  # osv loads packaging and compiles its patterns: only a database needs it
+    from exporter.collectors.osv import Advisory, Cvss, InstalledVersion
+
+SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 
 _ID_PREFERENCE = ("PYSEC-", "GHSA-", "MAL-")
 
@@ -53,6 +58,8 @@ def match_vulnerabilities(
 
     A vulnerability any of whose ids or aliases is in ``ignore`` is left out.
     """
+    from exporter.collectors.osv import InstalledVersion
+
     ignored = frozenset(ignore)
     findings: list[Finding] = []
     for module, version in modules.items():

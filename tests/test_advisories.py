@@ -139,3 +139,32 @@ def test_no_paths_is_the_empty_database():
     db = load_advisories([])
     assert db.advisories == 0
     assert db.loaded_at is None
+
+
+def test_a_member_whose_bytes_do_not_match_its_crc_fails_the_load(tmp_path):
+    """Flipped bytes inside a member are caught by the CRC check: the whole load fails."""
+    archive = tmp_path / "all.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("MAL-2024-0001.json", (DATA / "handmade" / "MAL-2024-0001.json").read_text())
+    data = bytearray(archive.read_bytes())
+    at = data.index(b"evil-pkg")
+    data[at : at + 4] = b"good"
+    archive.write_bytes(bytes(data))
+    db = load_advisories([str(archive)])
+    assert db.load_errors == 1
+    assert "CRC" in (db.last_error or "")
+
+
+def test_a_header_that_understates_the_size_cannot_inflate_more(tmp_path):
+    """A directory claiming 10 bytes for a large member yields a size error, never the bytes."""
+    archive = tmp_path / "all.zip"
+    body = json.dumps({"id": "X-1", "pad": "z" * 100_000}).encode()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("X-1.json", body)
+    data = bytearray(archive.read_bytes())
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")  # uncompressed size
+    archive.write_bytes(bytes(data))
+    db = load_advisories([str(archive)])
+    assert db.load_errors == 1
+    assert "size or CRC" in (db.last_error or "")

@@ -21,9 +21,9 @@ def pypi(name: str = "pkg", *, events: list | None = None, versions: list | None
 
 
 def affected(rec: dict, version: str, name: str = "pkg") -> bool:
-    advisory = parse_record(rec)
-    assert advisory is not None
-    return any(a.contains(InstalledVersion.of(version)) for a in advisory.affected[name])
+    parsed = parse_record(rec)
+    assert parsed is not None
+    return any(a.contains(InstalledVersion.of(version)) for a in parsed.affected[name])
 
 
 @pytest.mark.parametrize(
@@ -91,9 +91,9 @@ def test_a_version_pep440_cannot_parse_matches_only_by_its_exact_spelling():
 
 def test_names_are_compared_after_pep503_normalisation():
     """A record naming Foo_Bar applies to the installed foo-bar."""
-    advisory = parse_record(record(pypi("Foo_Bar", versions=["1.0"])))
-    assert advisory is not None
-    assert set(advisory.affected) == {"foo-bar"}
+    parsed = parse_record(record(pypi("Foo_Bar", versions=["1.0"])))
+    assert parsed is not None
+    assert set(parsed.affected) == {"foo-bar"}
 
 
 def test_git_ranges_and_other_ecosystems_are_ignored():
@@ -181,27 +181,27 @@ def test_bad_records_are_refused_with_a_reason(bad, reason):
 )
 def test_severity_from_cvss_then_database_specific(fields, severity):
     """A CVSS vector's base score sets the band; else GitHub's label; else unknown."""
-    advisory = parse_record(record(pypi(versions=["1"]), **fields))
-    assert advisory is not None
-    assert advisory.severity == severity
+    parsed = parse_record(record(pypi(versions=["1"]), **fields))
+    assert parsed is not None
+    assert parsed.advisory.severity == severity
 
 
 def test_malicious_packages_are_critical():
     """MAL-* records are critical whatever else they say."""
-    advisory = parse_record(
+    parsed = parse_record(
         {
             "id": "MAL-2024-1",
             "affected": [pypi(versions=["1"])],
             "database_specific": {"severity": "LOW"},
         }
     )
-    assert advisory is not None
-    assert advisory.severity == "critical"
+    assert parsed is not None
+    assert parsed.advisory.severity == "critical"
 
 
 def test_summary_is_one_bounded_line_and_url_prefers_an_advisory():
     """The summary falls back to details on one line; the url prefers ADVISORY references."""
-    advisory = parse_record(
+    parsed = parse_record(
         record(
             pypi(versions=["1"]),
             details="line one\nline two " + "x" * 500,
@@ -212,7 +212,7 @@ def test_summary_is_one_bounded_line_and_url_prefers_an_advisory():
             ],
         )
     )
-    assert advisory is not None
-    assert advisory.summary.startswith("line one line two")
-    assert len(advisory.summary) == 200
-    assert advisory.url == "https://adv"
+    assert parsed is not None
+    assert parsed.advisory.summary.startswith("line one line two")
+    assert len(parsed.advisory.summary) == 200
+    assert parsed.advisory.url == "https://adv"

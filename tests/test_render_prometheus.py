@@ -123,12 +123,12 @@ def test_promtool_accepts_the_exposition(fake_env):
 def test_facts_are_rendered_again_only_when_they_change(fake_env):
     """Unchanged facts reuse the previous rendering; a changed module renders anew."""
     fake_env.install("pkg", "1.0")
-    first_snapshot, first = pages_for(fake_env)
+    _, first = pages_for(fake_env)
     _, second = pages_for(fake_env, previous=first)
-    assert second.facts_snapshot is first_snapshot
+    assert second.facts_rendering is first.facts_rendering
     fake_env.upgrade("pkg", "2.0")
-    third_snapshot, third = pages_for(fake_env, previous=second)
-    assert third.facts_snapshot is third_snapshot
+    _, third = pages_for(fake_env, previous=second)
+    assert third.facts_rendering is not second.facts_rendering
     text = third.body(Fragment(b"", b""), (False, False)).decode()
     assert 'module_info{module="pkg",version="2.0"}' in text
     assert 'version="1.0"' not in text

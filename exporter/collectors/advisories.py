@@ -15,23 +15,26 @@ whatever its headers claim, and nesting too deep to parse skips the record.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from exporter.collectors.osv import Advisory, Affected, RecordError, parse_record
+if TYPE_CHECKING:  # the parser is imported by the load itself: start-up does not pay for it
+    from exporter.collectors.osv import Advisory, Affected
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 MAX_MEMBERS = 500_000
 MAX_SKIPPED_EXAMPLES = 10
+RELEASE_BATCH = 100  # packages freed between two GIL releases
+PAUSE_EVERY_SECONDS = 0.001  # parsing between two GIL releases (each costs ~75 us)
 _RECORD_SUFFIXES = (".json", ".yaml", ".yml")
 
-Entry = tuple[Advisory, Affected]
+Entry = tuple["Advisory", "Affected"]
 
 
 class LoadError(Exception):
@@ -52,9 +55,8 @@ class AdvisoryDatabase:
     """The advisories in force, by PEP 503 package name, and the loads that led to them."""
 
     stamps: tuple[FileStamp, ...] = ()
-    by_package: Mapping[str, tuple[Entry, ...]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    # A dict typed read-only: release_gradually() alone empties it, once it is replaced.
+    by_package: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
     advisories: int = 0
     skipped: int = 0
     skipped_examples: tuple[str, ...] = ()
@@ -75,8 +77,13 @@ def load_advisories(
     *,
     clock: Callable[[], float] = time.time,
     perf_counter: Callable[[], float] = time.perf_counter,
+    load: Callable[[Sequence[str]], AdvisoryDatabase] | None = None,
 ) -> AdvisoryDatabase:
-    """The database for ``paths``: ``previous`` when nothing changed, else loaded anew."""
+    """The database for ``paths``: ``previous`` when nothing changed, else loaded anew.
+
+    ``load`` does the reading and parsing: in this thread by default, or in a
+    child process (:func:`exporter.collectors.advisory_worker.load_in_child`).
+    """
     if not paths:
         return EMPTY_DATABASE
     previous = previous or EMPTY_DATABASE
@@ -85,7 +92,7 @@ def load_advisories(
         return previous
     started = perf_counter()
     try:
-        loaded = _load(paths)
+        loaded = (load or load_in_this_process)(paths)
     except LoadError as exc:
         return replace(
             previous,
@@ -102,6 +109,23 @@ def load_advisories(
         last_error=None,
         failed_stamps=None,
     )
+
+
+def release_gradually(replaced: AdvisoryDatabase, current: AdvisoryDatabase) -> None:
+    """Free a database that ``current`` replaced, a few hundred packages at a time.
+
+    Freed at once, 20,000 advisories are one deallocation of ~20 ms with the GIL
+    held, which every request in flight would wait for. Nothing else may use
+    ``replaced`` afterwards: it is left empty. A failed load's database shares
+    its packages with the one before it, which is then left alone.
+    """
+    if replaced.by_package is current.by_package or not isinstance(replaced.by_package, dict):
+        return
+    packages = replaced.by_package
+    while packages:
+        for _ in range(min(RELEASE_BATCH, len(packages))):
+            packages.popitem()
+        _let_others_run()
 
 
 def stamp_files(paths: Sequence[str]) -> tuple[FileStamp, ...]:
@@ -131,10 +155,23 @@ def _record_files(root: str) -> list[str]:
     return found
 
 
+def _let_others_run() -> None:
+    """Release the GIL for a moment.
+
+    A load parses for about a second, in small steps that never block, so the
+    interpreter would hand the GIL to the event loop only every switch interval
+    (5 ms) and every request in flight would wait that long. A sleep of zero
+    lets a waiting thread in at once, for a microsecond's cost.
+    """
+    time.sleep(0)
+
+
 class _Builder:
     """Collects parsed records into the by-package index; the first record of an id wins."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: Callable[[], None] = lambda: None) -> None:
+        self._pause = pause
+        self._paused_at = time.perf_counter()
         self.by_package: dict[str, list[Entry]] = {}
         self.ids: set[str] = set()
         self.skipped = 0
@@ -143,21 +180,28 @@ class _Builder:
 
     def add(self, where: str, data: bytes, *, strict: bool = False) -> None:
         """Index one record; a bad one is skipped, or fails the load when ``strict``."""
+        from exporter.collectors.osv import RecordError, parse_record
+
+        now = time.perf_counter()
+        if now - self._paused_at >= PAUSE_EVERY_SECONDS:
+            self._pause()
+            self._paused_at = now
         try:
-            advisory = parse_record(_decode(where, data))
+            record = parse_record(_decode(where, data))
         except RecordError as exc:
             if strict:
                 raise LoadError(f"{where}: not an OSV record: {exc}") from None
             self.skip(where, str(exc))
             return
-        if advisory is None or advisory.id in self.ids:
+        if record is None or record.advisory.id in self.ids:
             return
+        advisory = record.advisory
         self.ids.add(advisory.id)
         if advisory.modified is not None and (
             self.newest is None or advisory.modified > self.newest
         ):
             self.newest = advisory.modified
-        for name, entries in advisory.affected.items():
+        for name, entries in record.affected.items():
             self.by_package.setdefault(name, []).extend((advisory, e) for e in entries)
 
     def skip(self, where: str, reason: str) -> None:
@@ -169,7 +213,7 @@ class _Builder:
     def build(self) -> AdvisoryDatabase:
         """The database of every record added."""
         return AdvisoryDatabase(
-            by_package=MappingProxyType({k: tuple(v) for k, v in self.by_package.items()}),
+            by_package={k: tuple(v) for k, v in self.by_package.items()},
             advisories=len(self.ids),
             skipped=self.skipped,
             skipped_examples=tuple(self.examples),
@@ -177,8 +221,25 @@ class _Builder:
         )
 
 
-def _load(paths: Sequence[str]) -> AdvisoryDatabase:
-    builder = _Builder()
+def load_in_this_process(paths: Sequence[str]) -> AdvisoryDatabase:
+    """Read and parse every record of ``paths``; raise LoadError when the whole cannot be."""
+    # Every record adds objects that live on: the cyclic GC would traverse all of them
+    # again and again as they pile up (a fifth of the load), and then at every full
+    # collection for as long as the database is in force (30 ms with the GIL held, for
+    # 20,000 advisories). They hold no cycles: keep them out of its sight (gc.freeze:
+    # reference counting still frees them when a newer database replaces this one).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_all(paths)
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def _load_all(paths: Sequence[str]) -> AdvisoryDatabase:
+    builder = _Builder(pause=_let_others_run)
     for path in paths:
         if not os.path.exists(path):
             raise LoadError(f"{path}: no such file or directory")
@@ -218,32 +279,25 @@ def _add_file(builder: _Builder, path: str, *, named: bool) -> None:
 
 def _zip_records(path: str) -> Iterator[tuple[str, bytes | None]]:
     """Each record member's name and bytes (None when over the size limit), bounded in total."""
+    from exporter.collectors.osv_zip import ZipError, read_members
+
+    members = read_members(
+        path,
+        _RECORD_SUFFIXES,
+        max_member=MAX_RECORD_BYTES,
+        max_total=MAX_TOTAL_BYTES,
+        max_members=MAX_MEMBERS,
+    )
     try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise LoadError(f"{path}: not a readable zip: {exc}") from None
-    total = 0
-    with archive:
-        members = [m for m in archive.infolist() if m.filename.endswith(_RECORD_SUFFIXES)]
-        if len(members) > MAX_MEMBERS:
-            raise LoadError(f"{path}: more than {MAX_MEMBERS} records")
-        for member in members:
-            where = f"{path}:{member.filename}"
-            if member.file_size > MAX_RECORD_BYTES:
-                yield where, None
-                continue
-            try:
-                with archive.open(member) as f:
-                    data = f.read(MAX_RECORD_BYTES + 1)  # headers can lie: never trust file_size
-            except (OSError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-                raise LoadError(f"{where}: cannot read: {exc}") from None
-            total += len(data)
-            if total > MAX_TOTAL_BYTES:
-                raise LoadError(f"{path}: more than {MAX_TOTAL_BYTES} bytes uncompressed")
-            yield where, (data if len(data) <= MAX_RECORD_BYTES else None)
+        for name, data in members:
+            yield f"{path}:{name}", data
+    except ZipError as exc:
+        raise LoadError(f"{path}: {exc}") from None
 
 
 def _decode(where: str, data: bytes) -> object:
+    from exporter.collectors.osv import RecordError
+
     try:
         if where.endswith(".json"):
             return json.loads(data)

@@ -12,16 +12,16 @@ seconds and tens of megabytes.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.version import InvalidVersion, Version
 
 from exporter.collectors.installed import canonical_name
 
-SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 MAX_SUMMARY_LENGTH = 200
 _GITHUB_SEVERITY = {"CRITICAL": "critical", "HIGH": "high", "MODERATE": "medium", "LOW": "low"}
 _EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
@@ -34,7 +34,10 @@ _NORMAL_VERSION = (
     rf"(?:\.post{_NUMBER})?(?:\.dev{_NUMBER})?"
     rf"(?:\+(?:[a-z0-9]*[a-z][a-z0-9]*|{_NUMBER})(?:\.(?:[a-z0-9]*[a-z][a-z0-9]*|{_NUMBER}))*)?"
 )
-_ALL_NORMAL = re.compile(rf"(?:\n{_NORMAL_VERSION})*\n")
+_NORMAL = re.compile(_NORMAL_VERSION)
+_IRREGULAR = re.compile(rf"^(?!(?:{_NORMAL_VERSION})$)[^\n]+$", re.MULTILINE)
+_ZERO = Version("0")
+_KINDS = {"i": "introduced", "f": "fixed", "l": "last_affected", "m": "limit"}
 
 
 class RecordError(ValueError):
@@ -57,6 +60,23 @@ class Range:
     events: tuple[tuple[str, Version | None], ...]  # None stands for introduced "0"
     limits: tuple[Version, ...]
 
+    @classmethod
+    def parse(cls, encoded: str) -> Range:
+        """Parse a range as ``_events`` encoded it (validated on load) and sort its events."""
+        parsed: list[tuple[str, Version | None]] = []
+        limits: list[Version] = []
+        for event in encoded.split(","):
+            kind, text = _KINDS[event[0]], event[1:]
+            if kind == "limit":
+                limits.append(Version(text))
+            else:
+                parsed.append(
+                    (kind, None if (kind == "introduced" and text == "0") else Version(text))
+                )
+        # Stable sort: "0" first, then PEP 440 order, ties in the order written.
+        parsed.sort(key=lambda e: (e[1] is not None, e[1] or _ZERO))
+        return cls(tuple(parsed), tuple(limits))
+
     def contains(self, version: Version) -> bool:
         """The OSV evaluation of one range (``IncludedInRanges`` for this range)."""
         if self.limits and not any(version < limit for limit in self.limits):
@@ -77,13 +97,35 @@ class Range:
         return tuple(at for kind, at in self.events if kind == "fixed" and at is not None)
 
 
-@dataclass(frozen=True, slots=True)
 class Affected:
-    """What one advisory says of one package."""
+    """What one advisory says of one package.
 
-    ranges: tuple[Range, ...]
-    versions: str  # "\n1.0\n1.1\n": the explicit list as written
-    canonical_versions: frozenset[str]  # canonical forms of the entries not written normally
+    Kept as written when loaded (a database holds tens of thousands of these,
+    and most never meet an installed version); the events are parsed, and the
+    explicit list's unnormalised entries found, the first time one is matched.
+    """
+
+    __slots__ = ("_canonical", "_events", "_ranges", "versions")
+
+    def __init__(self, events: str, versions: str) -> None:
+        # "i0,f1.2|i3.0,l3.1": ranges split by "|", events by ",", each a kind letter and
+        # a version (a PEP 440 version holds neither character): one string, not 20 objects.
+        self._events = events
+        self.versions = versions  # "\n1.0\n1.1\n": the explicit list as written
+        self._ranges: tuple[Range, ...] | None = None
+        self._canonical: frozenset[str] | None = None
+
+    def ranges(self) -> tuple[Range, ...]:
+        """The ranges, parsed on first use."""
+        if self._ranges is None:
+            self._ranges = tuple(Range.parse(r) for r in self._events.split("|") if r)
+        return self._ranges
+
+    def canonical_versions(self) -> frozenset[str]:
+        """Canonical forms of the explicit entries not written in normal form."""
+        if self._canonical is None:
+            self._canonical = frozenset(_canonical_entries(_IRREGULAR.findall(self.versions)))
+        return self._canonical
 
     def contains(self, installed: InstalledVersion) -> bool:
         """Whether ``installed`` is affected, by the explicit list or by a range."""
@@ -92,13 +134,13 @@ class Affected:
         parsed = installed.parsed
         if parsed is None:
             return False
-        if installed.canonical in self.canonical_versions:
+        if self.versions and installed.canonical in self.canonical_versions():
             return True
-        return any(r.contains(parsed) for r in self.ranges)
+        return any(r.contains(parsed) for r in self.ranges())
 
     def fixes(self) -> tuple[Version, ...]:
         """Every fixed version named by the ranges."""
-        return tuple(v for r in self.ranges for v in r.fixes())
+        return tuple(v for r in self.ranges() for v in r.fixes())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +154,13 @@ class Advisory:
     severity: str
     cvss: Cvss | None
     modified: float | None
-    affected: Mapping[str, tuple[Affected, ...]]  # PEP 503 name -> entries
+
+
+class Record(NamedTuple):
+    """A parsed record: the advisory, and what it says per PEP 503 package name."""
+
+    advisory: Advisory
+    affected: Mapping[str, tuple[Affected, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +208,7 @@ def _spellings(raw: str, version: Version) -> tuple[str, ...]:
     return tuple(found)
 
 
-def parse_record(record: object) -> Advisory | None:
+def parse_record(record: object) -> Record | None:
     """Reduce one OSV record; None when it names no PyPI package or is withdrawn.
 
     Raises :class:`RecordError` for a record that breaks the schema in a way
@@ -172,7 +220,11 @@ def parse_record(record: object) -> Advisory | None:
     if record.get("withdrawn"):
         return None
     aliases = record.get("aliases") or []
-    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+    try:
+        "".join(aliases)  # a C-speed check that every alias is a string
+    except TypeError:
+        raise RecordError(f"{ident}: aliases must be a list of strings") from None
+    if not isinstance(aliases, list):
         raise RecordError(f"{ident}: aliases must be a list of strings")
     affected: dict[str, list[Affected]] = {}
     entries = record.get("affected") or []
@@ -185,7 +237,7 @@ def parse_record(record: object) -> Advisory | None:
     if not affected:
         return None
     cvss = _cvss_of(record, entries)
-    return Advisory(
+    advisory = Advisory(
         id=ident,
         aliases=tuple(dict.fromkeys(a for a in aliases if a != ident)),
         summary=_summary(record),
@@ -193,8 +245,8 @@ def parse_record(record: object) -> Advisory | None:
         severity=_severity(record, ident, cvss),
         cvss=cvss,
         modified=_timestamp(record.get("modified")),
-        affected={name: tuple(items) for name, items in affected.items()},
     )
+    return Record(advisory, {name: tuple(items) for name, items in affected.items()})
 
 
 def _text(record: dict[str, Any], key: str) -> str:
@@ -218,7 +270,7 @@ def _pypi_package(entry: object, ident: str) -> str | None:
 
 def _affected(entry: dict[str, Any], ident: str) -> Affected:
     ranges = []
-    for item in entry.get("ranges") or []:
+    for item in entry.get("ranges") or ():
         if not isinstance(item, dict):
             raise RecordError(f"{ident}: a range is not an object")
         kind = item.get("type")
@@ -226,15 +278,15 @@ def _affected(entry: dict[str, Any], ident: str) -> Affected:
             continue  # commit hashes say nothing about an installed version
         if kind not in ("ECOSYSTEM", "SEMVER"):
             raise RecordError(f"{ident}: unknown range type {kind!r}")
-        ranges.append(_range(item.get("events"), ident))
+        ranges.append(_events(item.get("events"), ident))
     versions = entry.get("versions") or []
-    if not isinstance(versions, list) or not all(isinstance(v, str) for v in versions):
+    if not isinstance(versions, list):
         raise RecordError(f"{ident}: versions must be a list of strings")
-    joined = "\n" + "\n".join(versions) + "\n" if versions else ""
-    canonical: frozenset[str] = frozenset()
-    if versions and not _ALL_NORMAL.fullmatch(joined):
-        canonical = frozenset(_canonical_entries(versions))
-    return Affected(tuple(ranges), joined, canonical)
+    try:
+        joined = "\n" + "\n".join(versions) + "\n" if versions else ""
+    except TypeError:
+        raise RecordError(f"{ident}: versions must be a list of strings") from None
+    return Affected("|".join(ranges), joined)
 
 
 def _canonical_entries(versions: list[str]) -> list[str]:
@@ -247,56 +299,55 @@ def _canonical_entries(versions: list[str]) -> list[str]:
     return found
 
 
-def _range(events: object, ident: str) -> Range:
+def _events(events: object, ident: str) -> str:
+    """A range's events encoded for Affected, each checked to be a PEP 440 version."""
     if not isinstance(events, list) or not events:
         raise RecordError(f"{ident}: a range has no events")
-    parsed: list[tuple[str, Version | None]] = []
-    limits: list[Version] = []
+    found: list[str] = []
     for event in events:
-        if not isinstance(event, dict) or len(event) != 1:
-            raise RecordError(f"{ident}: an event must have exactly one of {_EVENT_KINDS}")
-        ((kind, value),) = event.items()
+        try:
+            ((kind, value),) = event.items()
+        except (AttributeError, ValueError):
+            raise RecordError(
+                f"{ident}: an event must have exactly one of {_EVENT_KINDS}"
+            ) from None
         if kind not in _EVENT_KINDS or not isinstance(value, str):
             raise RecordError(f"{ident}: unknown event {kind!r}")
         if kind == "limit" and "*" in value:
             continue  # "*" is infinity: no limit
-        try:
-            version = None if (kind == "introduced" and value == "0") else Version(value)
-        except InvalidVersion:
-            raise RecordError(f"{ident}: {kind} {value!r} is not a PEP 440 version") from None
-        if kind == "limit":
-            assert version is not None
-            limits.append(version)
-        else:
-            parsed.append((kind, version))
-    if not any(kind == "introduced" for kind, _ in parsed):
+        if not (value.replace(".", "").isdigit() or _NORMAL.fullmatch(value)):
+            try:
+                value = str(Version(value))
+            except InvalidVersion:
+                raise RecordError(f"{ident}: {kind} {value!r} is not a PEP 440 version") from None
+        found.append(kind[0] + value if kind != "limit" else "m" + value)
+    if not any(event[0] == "i" for event in found):
         raise RecordError(f"{ident}: a range has no introduced event")
-    # Stable sort: "0" first, then PEP 440 order, ties in the order written.
-    parsed.sort(key=lambda e: (e[1] is not None, e[1] or Version("0")))
-    return Range(tuple(parsed), tuple(limits))
+    return ",".join(found)
 
 
 def _summary(record: dict[str, Any]) -> str:
     text = record.get("summary") or record.get("details") or ""
     if not isinstance(text, str):
         return ""
-    line = " ".join(text.split())
+    line = text[: MAX_SUMMARY_LENGTH * 2]
+    if "\n" in line or "  " in line or "\t" in line or "\r" in line:
+        line = " ".join(line.split())
+    line = line.strip()
     return line if len(line) <= MAX_SUMMARY_LENGTH else line[: MAX_SUMMARY_LENGTH - 3] + "..."
 
 
 def _reference(record: dict[str, Any]) -> str:
-    references = [
-        r
-        for r in record.get("references") or []
-        if isinstance(r, dict)
-        and isinstance(r.get("url"), str)
-        and r["url"].startswith(("https://", "http://"))
-    ]
+    first: dict[object, str] = {}
+    for reference in record.get("references") or ():
+        if isinstance(reference, dict):
+            url = reference.get("url")
+            if isinstance(url, str) and url.startswith(("https://", "http://")):
+                first.setdefault(reference.get("type"), url)
     for kind in _REFERENCE_PREFERENCE:
-        for reference in references:
-            if reference.get("type") == kind:
-                return str(reference["url"])
-    return str(references[0]["url"]) if references else ""
+        if kind in first:
+            return first[kind]
+    return next(iter(first.values()), "")
 
 
 def _severity(record: dict[str, Any], ident: str, cvss: Cvss | None) -> str:
@@ -323,6 +374,10 @@ def _band(score: float) -> str:
 
 def _cvss_of(record: dict[str, Any], entries: list[Any]) -> Cvss | None:
     """The highest-scored CVSS v3 or v4 vector, top-level or per package; None if none parse."""
+    if "severity" not in record and not any(
+        isinstance(e, dict) and "severity" in e for e in entries
+    ):
+        return None
     items = list(record.get("severity") or [])
     for entry in entries:
         if isinstance(entry, dict):
@@ -337,6 +392,7 @@ def _cvss_of(record: dict[str, Any], entries: list[Any]) -> Cvss | None:
     return best
 
 
+@functools.lru_cache(maxsize=4096)
 def _score(kind: str, vector: str) -> Cvss | None:
     import cvss  # type: ignore[import-untyped]  # only loaded when a record carries a vector
 
@@ -359,7 +415,7 @@ def _timestamp(value: object) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.datetime.fromisoformat(value)  # 3.11 reads the "Z" suffix
     except ValueError:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()

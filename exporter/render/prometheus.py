@@ -10,6 +10,7 @@ combined CRC), so a scrape never recompresses the large part.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import struct
 import threading
@@ -357,16 +358,18 @@ class MetricsPages:
         self, snapshot: Snapshot, stats: RefreshStats, previous: MetricsPages | None = None
     ) -> None:
         if previous is not None and previous._facts.snapshot.same_facts(snapshot):
-            self._facts = previous._facts
+            # The same bytes, now tied to this snapshot: holding the older one would keep
+            # its advisory database and scan alive for as long as the facts do not change.
+            self._facts = dataclasses.replace(previous._facts, snapshot=snapshot)
         else:
             self._facts = _RenderedFacts.of(snapshot)
         self._health = _render(_registry_of(HealthCollector(snapshot, stats)))
         self._assembled = {}
 
     @property
-    def facts_snapshot(self) -> Snapshot:
-        """The snapshot whose facts were rendered: an earlier one when they were reused."""
-        return self._facts.snapshot
+    def facts_rendering(self) -> Fragment:
+        """The facts exposition: the very object of ``previous`` when the facts were reused."""
+        return self._facts.plain
 
     def body(self, dynamic: Fragment, variant: tuple[bool, bool]) -> bytes:
         """The full body for ``variant`` (openmetrics, gzip), with ``dynamic`` appended."""
