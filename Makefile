@@ -41,8 +41,11 @@ pytest: $(STAMP)
 
 # Ratios against baselines run side by side (needs wrk for real figures:
 # apt-get install wrk prometheus-node-exporter). BENCH_ARGS='--distributions 10000'.
+# The security rows (advisories, SBOM) build a 20,000-advisory OSV zip from
+# ../shared/data; SECURITY_BENCH_ARGS='--osv-source DIR' points elsewhere.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/security.py $(SECURITY_BENCH_ARGS)
 
 # A million requests while refreshes run back to back and the environment
 # changes; fails on any error, RSS growth of 5% or more, or leaked descriptors.

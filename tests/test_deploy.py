@@ -242,3 +242,21 @@ def test_sidecar_reads_the_application_venv():
     assert any(m["name"] == "app-venv" for m in app["volumeMounts"])
     config = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
     assert all(p.startswith(mount["mountPath"]) for p in config["modules"]["paths"])
+
+
+def test_the_osv_download_cronjob_validates_and_renames_atomically(tmp_path):
+    """The example CronJob passes strict validation and writes to a temporary name first."""
+    path = REPO / "deploy/kubernetes/examples/osv-download-cronjob.yaml"
+    validate = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
+    assert validate, "kubernetes-validate is a test dependency"
+    done = subprocess.run(
+        [validate, "--strict", "--no-warn", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = re.findall(r"passed for resource (\w+)/", done.stdout)
+    assert sorted(passed) == ["cronjob", "persistentvolumeclaim"], done.stdout
+    (_, cronjob) = list(yaml.safe_load_all(path.read_text()))
+    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    script = container["args"][-1]
+    assert "-o /var/lib/osv/PyPI-all.zip.part" in script
+    assert script.rstrip().endswith("mv /var/lib/osv/PyPI-all.zip.part /var/lib/osv/PyPI-all.zip")

@@ -36,7 +36,7 @@ _NORMAL_VERSION = (
 )
 _NORMAL = re.compile(_NORMAL_VERSION)
 _IRREGULAR = re.compile(rf"^(?!(?:{_NORMAL_VERSION})$)[^\n]+$", re.MULTILINE)
-_ZERO = Version("0")
+_LOWEST = Version("0.dev0")  # no PEP 440 version sorts below it: where introduced "0" sorts
 _KINDS = {"i": "introduced", "f": "fixed", "l": "last_affected", "m": "limit"}
 
 
@@ -74,7 +74,7 @@ class Range:
                     (kind, None if (kind == "introduced" and text == "0") else Version(text))
                 )
         # Stable sort: "0" first, then PEP 440 order, ties in the order written.
-        parsed.sort(key=lambda e: (e[1] is not None, e[1] or _ZERO))
+        parsed.sort(key=lambda e: _LOWEST if e[1] is None else e[1])
         return cls(tuple(parsed), tuple(limits))
 
     def contains(self, version: Version) -> bool:
