@@ -57,6 +57,8 @@ def pki(tmp_path_factory) -> PKI:
     make_leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
     make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
     make_leaf(d, "stranger", "other-ca", "extendedKeyUsage=clientAuth\n")
+    make_ca(d, "legacy-ca", legacy=True)
+    make_leaf(d, "legacy-client", "legacy-ca", "extendedKeyUsage=clientAuth\n")
     return PKI(
         d / "ca.pem",
         d / "server.pem",
@@ -65,4 +67,7 @@ def pki(tmp_path_factory) -> PKI:
         d / "client.key",
         d / "stranger.pem",
         d / "stranger.key",
+        d / "legacy-ca.pem",
+        d / "legacy-client.pem",
+        d / "legacy-client.key",
     )

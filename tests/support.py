@@ -229,7 +229,8 @@ PASSWORD = "s3cret-pass"
 
 @dataclass
 class PKI:
-    """A CA, a server certificate for 127.0.0.1, a client certificate, and a stranger's."""
+    """A CA, a server certificate for 127.0.0.1, a client certificate, and a stranger's;
+    and a CA made without keyUsage, as old recipes made them, with a client of its own."""
 
     ca: Path
     server_cert: Path
@@ -238,6 +239,9 @@ class PKI:
     client_key: Path
     stranger_cert: Path
     stranger_key: Path
+    legacy_ca: Path
+    legacy_client_cert: Path
+    legacy_client_key: Path
 
 
 def openssl(directory: Path, *args: str) -> None:
@@ -249,7 +253,25 @@ def openssl(directory: Path, *args: str) -> None:
 _EC_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
 
 
-def make_ca(directory: Path, name: str) -> None:
+# As a real CA issues them, so that strict verification (Python 3.13's default context:
+# VERIFY_X509_STRICT) accepts them: a CA certificate says it is one and may sign, a leaf
+# says it is not, and both carry key identifiers.
+_CA_EXTENSIONS = (
+    "basicConstraints=critical,CA:TRUE",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "subjectKeyIdentifier=hash",
+)
+_LEAF_EXTENSIONS = (
+    "basicConstraints=critical,CA:FALSE\n"
+    "keyUsage=critical,digitalSignature\n"
+    "subjectKeyIdentifier=hash\n"
+    "authorityKeyIdentifier=keyid,issuer\n"
+)
+
+
+def make_ca(directory: Path, name: str, *, legacy: bool = False) -> None:
+    """A self-signed CA; ``legacy`` leaves out keyUsage, as old openssl recipes did."""
+    extensions = [e for e in _CA_EXTENSIONS if not (legacy and e.startswith("keyUsage"))]
     openssl(
         directory,
         "req",
@@ -263,11 +285,13 @@ def make_ca(directory: Path, name: str) -> None:
         "2",
         "-subj",
         f"/CN={name}",
+        *(arg for extension in extensions for arg in ("-addext", extension)),
     )
 
 
 def make_leaf(directory: Path, name: str, ca: str, extension: str) -> None:
-    (directory / f"{name}.ext").write_text(extension)
+    """A certificate for ``name`` signed by ``ca``, with ``extension`` (SAN, extendedKeyUsage)."""
+    (directory / f"{name}.ext").write_text(_LEAF_EXTENSIONS + extension)
     openssl(
         directory,
         "req",
@@ -310,6 +334,8 @@ def client_context(
     maximum: ssl.TLSVersion | None = None,
 ) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(pki.ca))
+    # Python 3.13's default: verify as strictly on every Python the suite runs on.
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
     if cert and key:
         context.load_cert_chain(str(cert), str(key))
     if maximum:

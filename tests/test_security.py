@@ -119,6 +119,26 @@ def test_mutual_tls_requires_a_certificate_from_the_client_ca(pki, tmp_path):
         assert daemon.stop()[0] == 0
 
 
+def test_a_client_ca_without_key_usage_is_accepted_on_every_python(pki, tmp_path):
+    """Client certificates are verified as Go's exporter-toolkit does, not strictly: a client
+    CA without keyUsage (which Python 3.13's strict default context refuses) is accepted."""
+    config = write_configs(
+        tmp_path,
+        server_tls(
+            pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(pki.legacy_ca)
+        ),
+    )
+    with Daemon(config) as daemon:
+        daemon.wait_for("status-exporter started")
+        url = https_url(daemon, "/api/v1/status/")
+        context = client_context(pki, pki.legacy_client_cert, pki.legacy_client_key)
+        status, _, _ = https_get(url, context)
+        assert status == 200
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            https_get(url, client_context(pki, pki.client_cert, pki.client_key))
+        assert daemon.stop()[0] == 0
+
+
 def test_min_version_is_enforced(pki, tmp_path):
     """min_version TLS13 refuses a client that speaks at most TLS 1.2."""
     config = write_configs(tmp_path, server_tls(pki, min_version="TLS13"))
