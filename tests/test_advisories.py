@@ -168,3 +168,53 @@ def test_a_header_that_understates_the_size_cannot_inflate_more(tmp_path):
     db = load_advisories([str(archive)])
     assert db.load_errors == 1
     assert "size or CRC" in (db.last_error or "")
+
+
+@pytest.mark.parametrize("temporary_files", [True, False], ids=["file", "pipe"])
+def test_a_child_process_loads_the_same_database(tmp_path, monkeypatch, temporary_files):
+    """load_in_child gives what the in-process load does, through a file or else a pipe."""
+    from exporter.collectors import advisory_worker
+    from exporter.collectors.advisories import load_in_this_process
+
+    if not temporary_files:
+
+        def no_temporary_file(*args, **kwargs):
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(advisory_worker.tempfile, "TemporaryFile", no_temporary_file)
+    archive = as_json_zip(tmp_path / "all.zip", DATA / "pypa", DATA / "handmade")
+    child = advisory_worker.load_in_child([str(archive)])
+    here = load_in_this_process([str(archive)])
+    assert (child.advisories, child.skipped, child.newest_modified) == (
+        here.advisories,
+        here.skipped,
+        here.newest_modified,
+    )
+    assert {k: [a.id for a, _ in v] for k, v in child.by_package.items()} == {
+        k: [a.id for a, _ in v] for k, v in here.by_package.items()
+    }
+
+
+def test_a_child_process_reports_load_errors_as_they_are(tmp_path):
+    """A path the child cannot load raises the same LoadError message in the parent."""
+    from exporter.collectors.advisories import LoadError
+    from exporter.collectors.advisory_worker import load_in_child
+
+    with pytest.raises(LoadError, match="no such file or directory"):
+        load_in_child([str(tmp_path / "missing.zip")])
+
+
+def test_a_replaced_database_is_released_but_a_shared_one_is_not():
+    """release_gradually empties a replaced database, never one whose packages are shared."""
+    from dataclasses import replace
+
+    from exporter.collectors.advisories import release_gradually
+
+    old = load_advisories([str(DATA)])
+    new = load_advisories([str(DATA / "handmade")])
+    failed_reload = replace(old, load_errors=1)
+    release_gradually(old, failed_reload)
+    assert old.by_package
+    release_gradually(old, new)
+    assert not old.by_package
+    assert new.by_package

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import os
 import pickle
 import subprocess
@@ -42,28 +43,34 @@ _EXIT_LOAD_ERROR = 3
 def load_in_child(paths: Sequence[str]) -> AdvisoryDatabase:
     """Load ``paths`` in a child Python; raise LoadError as the in-process load would."""
     # The child writes to a temporary file, not a pipe: reading a pipe would end in one
-    # 16 MB join with the GIL held; a file is read frame by frame.
-    with tempfile.TemporaryFile() as frames, tempfile.TemporaryFile() as errors:
+    # 16 MB join with the GIL held; a file is read frame by frame. Where no temporary
+    # file can be made (a read-only container without a writable /tmp), a pipe it is.
+    try:
+        frames = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the with below
+    except OSError:
+        frames = None
+    with frames if frames is not None else contextlib.nullcontext():
         try:
             done = subprocess.run(
                 [sys.executable, "-m", __name__, "--", *paths],
                 stdin=subprocess.DEVNULL,
-                stdout=frames,
-                stderr=errors,
+                stdout=frames if frames is not None else subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 timeout=CHILD_TIMEOUT_SECONDS,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise LoadError(f"the loader process failed: {exc}") from None
         if done.returncode != 0:
-            errors.seek(0)
-            message = errors.read(65536).decode("utf-8", "replace").strip().splitlines()
+            message = done.stderr[-65536:].decode("utf-8", "replace").strip().splitlines()
             if done.returncode == _EXIT_LOAD_ERROR and message:
                 raise LoadError(message[-1])
             raise LoadError(
                 f"the loader process exited with status {done.returncode}: "
                 f"{message[-1] if message else 'no message'}"
             )
+        if frames is None:
+            return _receive(io.BytesIO(done.stdout))
         frames.seek(0)
         return _receive(frames)
 
