@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck generated pytest monitoring bench soak clean
+.PHONY: run test lint typecheck generated pytest pytest-other-pythons monitoring bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)
 	COMMIT=$${COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} \
 		$(BIN)/status-exporter --config.file $(CONFIG) $(ARGS)
 
-test: lint typecheck generated pytest
+test: lint typecheck generated pytest pytest-other-pythons
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -38,6 +38,13 @@ monitoring: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The whole suite again on the other Pythons people run, each in a container made from
+# Debian's packages (needs Docker and debootstrap; skipped without them unless
+# STATUS_EXPORTER_REQUIRE_TOOLS=1). trixie: Python 3.13; testing: 3.14 (as of 2026-11).
+OTHER_PYTHONS ?= trixie testing
+pytest-other-pythons:
+	@for suite in $(OTHER_PYTHONS); do tests/python-in-container.sh $$suite || exit 1; done
 
 # Ratios against baselines run side by side (needs wrk for real figures:
 # apt-get install wrk prometheus-node-exporter). BENCH_ARGS='--distributions 10000'.

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from support import PKI, FakeEnvironment, StartClient, git, make_ca, make_leaf, quiet_sources, tool
+from support import (
+    FIGURES,
+    PKI,
+    FakeEnvironment,
+    StartClient,
+    git,
+    make_ca,
+    make_leaf,
+    quiet_sources,
+    tool,
+)
 
 from exporter.config import Config
 from exporter.snapshot import Identity, Sources
@@ -71,3 +81,11 @@ def pki(tmp_path_factory) -> PKI:
         d / "legacy-client.pem",
         d / "legacy-client.key",
     )
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Print the figures tests measured (image size, build time...) after the results."""
+    if FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        for what, figure in FIGURES.items():
+            terminalreporter.write_line(f"{what}: {figure}")
