@@ -44,7 +44,7 @@ pytest: $(STAMP)
 # STATUS_EXPORTER_REQUIRE_TOOLS=1). trixie: Python 3.13; testing: 3.14 (as of 2026-11).
 OTHER_PYTHONS ?= trixie testing
 pytest-other-pythons:
-	@for suite in $(OTHER_PYTHONS); do tests/python-in-container.sh $$suite || exit 1; done
+	@tests/other-pythons.sh $(OTHER_PYTHONS)
 
 # Ratios against baselines run side by side (needs wrk for real figures:
 # apt-get install wrk prometheus-node-exporter). BENCH_ARGS='--distributions 10000'.
