@@ -11,16 +11,19 @@ import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from exporter import __version__
-from exporter.collectors.advisory_worker import load_in_child
+from exporter.collectors.advisories import AdvisoryDatabase
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.guard import ConnectionLimits, Guard, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
-from exporter.oneshot import Printable, Withheld, render_once
 from exporter.snapshot import Sources
+
+if TYPE_CHECKING:
+    from exporter.oneshot import Printable
 from exporter.web import GUARD, REFRESHER, create_app
 from exporter.webconfig import WebSecurity, load_web_config
 
@@ -127,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_once(config: Config, what: Printable) -> int:
+    from exporter.oneshot import Withheld, render_once  # the daemon's start-up skips it
+
     try:
         body = render_once(config, what)
     except Withheld as exc:
@@ -135,6 +140,12 @@ def _print_once(config: Config, what: Printable) -> int:
     sys.stdout.buffer.write(body)
     sys.stdout.flush()
     return EXIT_OK
+
+
+def _load_in_child(paths: Sequence[str]) -> AdvisoryDatabase:
+    from exporter.collectors.advisory_worker import load_in_child  # only when configured
+
+    return load_in_child(paths)
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -154,7 +165,7 @@ async def serve(
     """Serve until SIGTERM or SIGINT, reloading on SIGHUP; return the exit status."""
     _raise_open_file_limit()
     # The daemon parses advisory databases in a child process: see advisory_worker.
-    app = create_app(config, security=security, sources=Sources(load_advisories=load_in_child))
+    app = create_app(config, security=security, sources=Sources(load_advisories=_load_in_child))
     runner = web.AppRunner(
         app,
         access_log=None,

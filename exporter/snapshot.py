@@ -26,7 +26,7 @@ from exporter.collectors.end_of_life import python_end_of_life
 from exporter.collectors.installed import InstalledScan, Skipped, canonical_name, scan_installed
 from exporter.collectors.loaded import collect_loaded
 from exporter.collectors.modules import ModuleFilter
-from exporter.collectors.packages import PackageInfo, collect_packages, loaded_packages
+from exporter.collectors.packages import PackageInfo, loaded_packages
 from exporter.collectors.platform import PlatformInfo, collect_platform
 from exporter.collectors.python import (
     PythonInfo,
@@ -153,7 +153,9 @@ def take_snapshot(
             paths, previous.installed_scan if previous else None, clock=sources.clock
         )
         found, skipped = scan.distributions(), scan.skipped()
-        packages = MappingProxyType(collect_packages(scan, previous.packages if previous else None))
+        packages = MappingProxyType(
+            {name: d.info for name, d in scan.winners().items() if d.info is not None}
+        )
     else:
         found, skipped = collect_loaded(sources.sys_modules())
     modules = ModuleFilter(config.modules.include, config.modules.exclude).apply(found)

@@ -20,20 +20,24 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from exporter.collectors.packages import PackageInfo, package_info
+
 RACY_SECONDS = 2.0
 MAX_NAME_LENGTH = 200
 MAX_VERSION_LENGTH = 200
-_HEAD_BYTES = 1024
+_HEAD_BYTES = 4096  # most headers end within it, classifiers included
+MAX_HEADER_BYTES = 256 * 1024
 _NORMALIZE = re.compile(r"[-_.]+")
 
 
 @dataclass(frozen=True, slots=True)
 class Distribution:
-    """One installed distribution: its canonical (PEP 503) name, version and metadata file."""
+    """One installed distribution: its canonical (PEP 503) name, version and what an SBOM
+    says of it (its name as written, its licence)."""
 
     name: str
     version: str
-    metadata: str = ""
+    info: PackageInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,19 +169,34 @@ def read_distribution(metadata_path: str) -> Distribution:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise MetadataError("not a regular file")
             head = os.read(fd, _HEAD_BYTES)
-            fields = _header_fields(head)
-            if len(fields) < 2 and len(head) == _HEAD_BYTES:
-                rest = [head]
-                while chunk := os.read(fd, 65536):
-                    rest.append(chunk)
-                fields = _header_fields(b"".join(rest))
+            if len(head) == _HEAD_BYTES and b"\n\n" not in head and b"\n\r\n" not in head:
+                # The header goes on (classifiers): read on to its blank line, bounded.
+                parts = [head]
+                size = len(head)
+                while size < MAX_HEADER_BYTES and (chunk := os.read(fd, 16384)):
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if b"\n\n" in chunk or b"\n\n" in parts[-2][-1:] + chunk[:1]:
+                        break
+                head = b"".join(parts)
+            header = _header_block(head)
+            fields = _header_fields(header)
         finally:
             os.close(fd)
     except OSError as exc:
         raise MetadataError(f"cannot read: {exc.strerror or exc}") from None
     name = _field(fields, "Name", MAX_NAME_LENGTH)
     version = _field(fields, "Version", MAX_VERSION_LENGTH)
-    return Distribution(canonical_name(name), version, metadata_path)
+    return Distribution(canonical_name(name), version, package_info(header, name))
+
+
+def _header_block(data: bytes) -> bytes:
+    """The header: everything before the first blank line, with CRLF line ends made LF."""
+    if b"\r" in data[: data.find(b"\n")]:
+        crlf = data.find(b"\n\r\n")
+        return (data[:crlf] if crlf >= 0 else data).replace(b"\r\n", b"\n")
+    end = data.find(b"\n\n")
+    return data[:end] if end >= 0 else data
 
 
 def _header_fields(data: bytes) -> dict[str, bytes]:

@@ -73,7 +73,7 @@ class SbomDocument:
             return
         document = _document(snapshot, self.content, self.version)
         self.body = json.dumps(document, separators=(",", ":")).encode()
-        self.gzip = gzip_compress(self.body, compresslevel=6, mtime=0)
+        self.gzip = gzip_compress(self.body, compresslevel=1, mtime=0)  # rare downloads: speed
 
 
 def _content(s: Snapshot) -> tuple[Any, ...]:
