@@ -80,7 +80,7 @@ def _content(s: Snapshot) -> tuple[Any, ...]:
     """What the document says, timestamp and version aside: equal content, same document."""
     return (
         tuple(s.modules.items()),
-        tuple(sorted(s.packages.items())) if s.packages else (),
+        tuple(s.packages.items()),
         s.vulnerabilities,
         s.python,
         s.commit.value,
