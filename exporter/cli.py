@@ -21,11 +21,11 @@ from exporter.config import Config, ConfigError, load_config, parse_listen_addre
 from exporter.guard import ConnectionLimits, Guard, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
 from exporter.snapshot import Sources
+from exporter.web import GUARD, REFRESHER, create_app
+from exporter.webconfig import WebSecurity, load_web_config
 
 if TYPE_CHECKING:
     from exporter.oneshot import Printable
-from exporter.web import GUARD, REFRESHER, create_app
-from exporter.webconfig import WebSecurity, load_web_config
 
 log = logging.getLogger("exporter")
 
