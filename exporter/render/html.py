@@ -72,7 +72,11 @@ def _landing_count(findings: tuple[Finding, ...]) -> str:
     if not findings:
         return "none in the loaded advisories"
     counts = count_by_severity(findings)
-    return ", ".join(f"{n} {severity}" for severity, n in counts.items() if n)
+    return ", ".join(
+        f"{n} of unknown severity" if severity == "unknown" else f"{n} {severity}"
+        for severity, n in counts.items()
+        if n
+    )
 
 
 def _utc(timestamp: float) -> str:
