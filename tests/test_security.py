@@ -77,7 +77,14 @@ def test_tls_and_basic_auth_protect_every_endpoint_but_the_probes(pki, tmp_path)
     context = client_context(pki)
     with Daemon(config) as daemon:
         daemon.wait_for("status-exporter started")
-        for path in ("/metrics", "/api/v1/status/", "/", "/api/v1/openapi.json", "/nope"):
+        for path in (
+            "/metrics",
+            "/api/v1/status/",
+            "/api/v1/sbom",
+            "/",
+            "/api/v1/openapi.json",
+            "/nope",
+        ):
             status, headers, _ = https_get(https_url(daemon, path), context)
             assert status == 401, path
             assert headers["WWW-Authenticate"].startswith("Basic")
