@@ -1,12 +1,13 @@
 """One OSV record, reduced to what matching and output need, for the ``PyPI`` ecosystem.
 
 The parsed document is dropped once read: an :class:`Advisory` keeps its ids,
-one summary line, one reference, the severity, and per PEP 503 package name
-the ``ECOSYSTEM`` ranges (events parsed by PEP 440, sorted) and the explicit
-``versions`` list. That list is kept as one newline-joined string, probed
-with the few spellings an installed version can have: a thousand lists cost
-a few megabytes and no parsing, where sets of parsed versions would cost
-seconds and tens of megabytes.
+one summary line, one reference and the severity; per PEP 503 package name an
+:class:`Affected` keeps the ``ECOSYSTEM`` ranges as one string (each event
+checked to be a PEP 440 version; parsed and sorted the first time a match
+needs them) and the explicit ``versions`` list as one newline-joined string,
+probed with the few spellings an installed version can have. Twenty thousand
+records then cost tens of megabytes and no version parsing at load, where
+parsed versions would cost seconds and several times the memory.
 """
 
 from __future__ import annotations
