@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,20 +113,31 @@ def daemon_args(config: Path, port: int) -> list[str]:
     return daemon_command(config, port)
 
 
-def write_config(path: Path, site: Path, interval: float, uvloop: bool) -> Path:
-    """A daemon config (JSON is YAML) scanning ``site``."""
-    path.write_text(
-        json.dumps(
-            {
-                # Every distribution is published, past the default modules.max of 5,000.
-                "modules": {"paths": [str(site)], "max": 1_000_000},
-                "refresh": {"interval_seconds": interval},
-                "web": {"uvloop": uvloop},
-                "commit": {"value": "bench00"},
-            }
-        )
-    )
+def write_config(
+    path: Path, site: Path, interval: float, uvloop: bool, advisories: Path | None = None
+) -> Path:
+    """A daemon config (JSON is YAML) scanning ``site``, with an advisory database or not."""
+    data: dict[str, object] = {
+        # Every distribution is published, past the default modules.max of 5,000.
+        "modules": {"paths": [str(site)], "max": 1_000_000},
+        "refresh": {"interval_seconds": interval},
+        "web": {"uvloop": uvloop},
+        "commit": {"value": "bench00"},
+    }
+    if advisories:
+        data["advisories"] = {"paths": [str(advisories)]}
+    path.write_text(json.dumps(data))
     return path
+
+
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``fn`` over ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 # ---------------------------------------------------------------- load

@@ -48,6 +48,7 @@ from harness import (  # noqa: E402
     daemon_args,
     http_get,
     med,
+    median_time,
     peer_row,
     run_load,
     touching,
@@ -84,16 +85,6 @@ def build_environment(path: Path, count: int) -> None:
         (folder / "RECORD").write_text(f"package_{i}/__init__.py,,\n")
     past = time.time() - 3600
     os.utime(path, (past, past))  # old enough that the daemon's cache may trust it
-
-
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``fn`` over ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def refresh_costs(site: Path, repeat: int) -> dict[str, float]:

@@ -21,12 +21,12 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,9 +42,11 @@ from harness import (  # noqa: E402
     daemon_args,
     http_get,
     med,
+    median_time,
     run_load,
     touching,
     verdict,
+    write_config,
 )
 
 from exporter.collectors.advisories import load_advisories  # noqa: E402
@@ -91,16 +93,6 @@ def _renamed(record: dict, copy: int) -> tuple[str, str]:
     return f"{record['id']}.json", json.dumps(record)
 
 
-def median_time(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``fn`` over ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return med(times)
-
-
 def read_floor(archive: Path) -> None:
     """The floor of a load: every member read and parsed, nothing kept."""
     with zipfile.ZipFile(archive) as z:
@@ -124,21 +116,9 @@ def build_site(site: Path, names: list[str], count: int) -> dict[str, str]:
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense: MIT\n\nBody\n"
         )
         installed[name] = version
+    past = time.time() - 3600
+    os.utime(site, (past, past))  # old enough that the mtime cache may trust it (RACY_SECONDS)
     return installed
-
-
-def write_config(path: Path, site: Path, interval: float, advisories: Path | None) -> Path:
-    """A daemon config scanning ``site``, with the advisory zip or without."""
-    data: dict = {
-        "modules": {"paths": [str(site)], "max": 1_000_000},
-        "refresh": {"interval_seconds": interval},
-        "web": {"uvloop": False},
-        "commit": {"value": "bench00"},
-    }
-    if advisories:
-        data["advisories"] = {"paths": [str(advisories)]}
-    path.write_text(json.dumps(data))
-    return path
 
 
 def wait_for_advisories(url: str, deadline_s: float = 120) -> None:
@@ -261,12 +241,12 @@ def main() -> None:
         plain_port, db_port = free_port(), free_port()
         plain = processes.start(
             "daemon",
-            daemon_args(write_config(tmp / "a.json", site, 3600, None), plain_port),
+            daemon_args(write_config(tmp / "a.json", site, 3600, False), plain_port),
             plain_port,
         )
         with_advisories = processes.start(
             "daemon-advisories",
-            daemon_args(write_config(tmp / "b.json", site, 3600, archive), db_port),
+            daemon_args(write_config(tmp / "b.json", site, 3600, False, archive), db_port),
             db_port,
         )
         wait_for_advisories(with_advisories.url)
@@ -283,7 +263,7 @@ def main() -> None:
         reload_port = free_port()
         reloading = processes.start(
             "daemon-reloading",
-            daemon_args(write_config(tmp / "c.json", site, 1.0, archive), reload_port),
+            daemon_args(write_config(tmp / "c.json", site, 1.0, False, archive), reload_port),
             reload_port,
         )
         wait_for_advisories(reloading.url)

@@ -98,21 +98,28 @@ class Snapshot:
     app_distribution: str | None = None
     module_source: Literal["installed", "loaded"] = "installed"
 
+    def facts(self) -> tuple[Any, ...]:
+        """Everything this snapshot publishes, timings and identity aside: equal facts, equal
+        bodies. Renderers keep it to tell whether a new snapshot needs rendering again."""
+        return (
+            self.api_version,
+            self.app_version,
+            self.app_distribution,
+            self.commit.value,
+            self.platform,
+            self.python,
+            self.python_end_of_life,
+            self.refresh_interval_seconds,
+            self.redaction,
+            self.module_source,
+            self.modules,
+            self.packages,
+            self.vulnerabilities,
+        )
+
     def same_facts(self, other: Snapshot) -> bool:
         """Whether ``other`` publishes the same facts (timings and identity aside)."""
-        return (
-            self.api_version == other.api_version
-            and self.app_version == other.app_version
-            and self.commit.value == other.commit.value
-            and self.platform == other.platform
-            and self.python == other.python
-            and self.refresh_interval_seconds == other.refresh_interval_seconds
-            and self.redaction == other.redaction
-            and self.modules == other.modules
-            and self.python_end_of_life == other.python_end_of_life
-            and self.vulnerabilities == other.vulnerabilities
-            and self.packages == other.packages
-        )
+        return self.facts() == other.facts()
 
     @property
     def published_platform(self) -> PlatformInfo:
@@ -152,9 +159,10 @@ def take_snapshot(
         scan = scan_installed(
             paths, previous.installed_scan if previous else None, clock=sources.clock
         )
-        found, skipped = scan.distributions(), scan.skipped()
+        winners = scan.winners()
+        found, skipped = {name: d.version for name, d in winners.items()}, scan.skipped()
         packages = MappingProxyType(
-            {name: d.info for name, d in scan.winners().items() if d.info is not None}
+            {name: d.info for name, d in winners.items() if d.info is not None}
         )
     else:
         found, skipped = collect_loaded(sources.sys_modules())
@@ -215,7 +223,7 @@ def _check_advisories(
     if (
         previous is not None
         and previous.vulnerabilities is not None
-        and database is previous.advisories
+        and database.by_package is previous.advisories.by_package  # a failed load shares it
         and config.advisories.ignore == previous.advisories_ignore
         and modules == previous.modules
     ):

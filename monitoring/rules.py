@@ -199,7 +199,7 @@ def security_alerts(s: Settings) -> list[Rule]:
         _alert(
             "AdvisoryDataStale",
             f"time() - status_exporter_advisories_newest_timestamp_seconds{m} > {stale_seconds}",
-            s.end_of_life_for,
+            s.advisories_stale_for,
             "warning",
             "Advisory data on {{ $labels.instance }} is {{ $value | humanizeDuration }} old",
             f"No advisory in the loaded database was modified in {s.advisories_stale_days} days: "

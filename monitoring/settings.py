@@ -26,6 +26,7 @@ class Settings:
     end_of_life_warning_days: int = 90
     end_of_life_for: str = "1h"
     advisories_stale_days: int = 7
+    advisories_stale_for: str = "1h"
     advisories_failing_for: str = "10m"
     dashboard_title: str = "Python fleet (status-exporter)"
     dashboard_uid: str = "status-exporter-fleet"

@@ -127,6 +127,7 @@ async def test_metrics_json_and_page_show_the_findings(fake_env, start_client):
     page = await (await client.get("/api/v1/status/?format=html")).text()
     assert 'data-vulnerable="1"' in page
     assert "fixed in 3.7.4" in page
+    assert 'href="/api/v1/sbom"' in page  # absolute: the page is served with or without a /
     landing = await (await client.get("/")).text()
     assert "<code>1 medium</code>" in landing
     assert 'href="api/v1/sbom"' in landing

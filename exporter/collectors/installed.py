@@ -68,14 +68,10 @@ class InstalledScan:
 
     def distributions(self) -> dict[str, str]:
         """Name -> version; a name in several directories takes the first, as on sys.path."""
-        found: dict[str, str] = {}
-        for directory in self.directories:
-            for dist in directory.distributions:
-                found.setdefault(dist.name, dist.version)
-        return found
+        return {name: dist.version for name, dist in self.winners().items()}
 
     def winners(self) -> dict[str, Distribution]:
-        """Name -> the distribution that ``distributions()`` publishes for it."""
+        """Name -> the distribution published for it: the first, as on sys.path."""
         found: dict[str, Distribution] = {}
         for directory in self.directories:
             for dist in directory.distributions:
@@ -176,7 +172,7 @@ def read_distribution(metadata_path: str) -> Distribution:
                 while size < MAX_HEADER_BYTES and (chunk := os.read(fd, 16384)):
                     parts.append(chunk)
                     size += len(chunk)
-                    if b"\n\n" in chunk or b"\n\n" in parts[-2][-1:] + chunk[:1]:
+                    if b"\n\n" in parts[-2][-1:] + chunk:  # a blank line, maybe across reads
                         break
                 head = b"".join(parts)
             header = _header_block(head)

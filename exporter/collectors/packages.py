@@ -2,8 +2,8 @@
 licence, from the metadata header that the installed scan reads anyway.
 
 The header is searched with ``bytes.find`` for the few fields wanted, never split
-into lines: the scan of a thousand distributions pays well under a millisecond
-for it.
+into lines: 1.8 ms for a thousand headers (the benchmark's synthetic METADATA,
+15 classifiers each).
 """
 
 from __future__ import annotations

@@ -28,22 +28,23 @@ p.sub{color:#8d96a0}th,td{border-color:#30363d}a{color:#4493f8}}
 def render_landing(snapshot: Snapshot, stats: RefreshStats) -> bytes:
     """A small self-contained HTML page; every value is escaped."""
     s = snapshot
-    rows = [
+    end_of_life = s.python_end_of_life.isoformat() if s.python_end_of_life else None
+    findings = _landing_count(s.vulnerabilities) if s.vulnerabilities is not None else None
+    optional_rows = [
         ("Commit", s.commit.value),
         ("Application version", s.app_version),
         ("API version", str(s.api_version)),
         ("Python", s.python.version_string),
+        ("Python end of life", end_of_life),
         ("Platform", f"{s.platform.system} {s.platform.release} ({s.platform.machine})"),
         ("Host", s.published_platform.node),
+        ("Known vulnerabilities", findings),
         ("Modules", f"{len(s.modules)} published, {len(s.skipped)} skipped"),
         ("Last refresh", f"{_utc(s.taken_at)} (every {s.refresh_interval_seconds:g} s)"),
         ("Refresh errors", str(stats.errors)),
         ("Server id", s.identity.server_id),
     ]
-    if s.python_end_of_life is not None:
-        rows.insert(4, ("Python end of life", s.python_end_of_life.isoformat()))
-    if s.vulnerabilities is not None:
-        rows.insert(7, ("Known vulnerabilities", _landing_count(s.vulnerabilities)))
+    rows = [(k, v) for k, v in optional_rows if v is not None]  # None: not known here
     table = "\n".join(
         f"<tr><th>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>" for k, v in rows
     )
@@ -239,7 +240,7 @@ def render_status_page(
 <p class="sub">{escape(s.python.version_string)}</p>
 <p><a href="?format=json">JSON</a> &middot;
 <a href="?format=json&amp;pretty">JSON, indented</a> &middot;
-<a href="../sbom">SBOM</a> (CycloneDX){metrics_link}</p>
+<a href="/api/v1/sbom">SBOM</a> (CycloneDX){metrics_link}</p>
 <div class="summary">{summary}{uptime}</div>
 <h2>Modules <small>(<span id="shown">{len(s.published_modules("json"))}</span>)</small></h2>
 <p><label>Filter <input id="filter" type="search" placeholder="name or version"

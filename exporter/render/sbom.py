@@ -2,8 +2,8 @@
 
 Plain dicts and ``json.dumps``; cyclonedx-python-lib is never imported here
 (it costs most of a second to import). The document is built again only when
-its content changes: the components, the vulnerabilities, or the facts in its
-metadata. Each such change is a revised BOM, so ``version`` grows by one and
+the snapshot's facts change (``Snapshot.facts``: the components, the vulnerabilities,
+the metadata). Each such change is a revised BOM, so ``version`` grows by one and
 ``timestamp`` is the time of the refresh that saw the change; otherwise the
 previous bytes are served as they are.
 """
@@ -63,7 +63,7 @@ class SbomDocument:
 
     def __init__(self, snapshot: Snapshot, previous: SbomDocument | None = None) -> None:
         self.withheld = snapshot.redaction.modules_hidden_from("json")
-        self.content = None if self.withheld else _content(snapshot)
+        self.content = None if self.withheld else snapshot.facts()
         if previous is not None and previous.content == self.content:
             self.version, self.body, self.gzip = previous.version, previous.body, previous.gzip
             return
@@ -71,27 +71,12 @@ class SbomDocument:
         if self.content is None:
             self.body = self.gzip = b""
             return
-        document = _document(snapshot, self.content, self.version)
+        document = _document(snapshot, self.version)
         self.body = json.dumps(document, separators=(",", ":")).encode()
         self.gzip = gzip_compress(self.body, compresslevel=1, mtime=0)  # rare downloads: speed
 
 
-def _content(s: Snapshot) -> tuple[Any, ...]:
-    """What the document says, timestamp and version aside: equal content, same document."""
-    return (
-        tuple(s.modules.items()),
-        tuple(s.packages.items()),
-        s.vulnerabilities,
-        s.python,
-        s.commit.value,
-        s.app_version,
-        s.app_distribution,
-        s.published_platform,
-        s.module_source,
-    )
-
-
-def _document(s: Snapshot, content: tuple[Any, ...], version: int) -> dict[str, Any]:
+def _document(s: Snapshot, version: int) -> dict[str, Any]:
     libraries = dict(_components(s))
     components = [_interpreter(s), *libraries.values()]
     document: dict[str, Any] = {
