@@ -275,6 +275,7 @@ def main() -> None:
                 if busy:
                     with touching(archive, 1.0):
                         busy_runs.append(run_load(reloading.url, args.duration).p99_ms)
+                    settle(reloading.url, stamp)  # an idle run must not see a reload land
                 else:
                     idle_runs.append(run_load(reloading.url, args.duration).p99_ms)
         deadline = time.monotonic() + 30  # a reload under load can outlast the window
@@ -322,6 +323,17 @@ def main() -> None:
         f"\n{args.advisories} advisories, {args.distributions} distributions; "
         f"took {time.monotonic() - started:.0f} s\n\n{table.render()}\n"
     )
+
+
+def settle(url: str, metric: str, quiet: float = 2.5, deadline_s: float = 60) -> None:
+    """Wait until ``metric`` has not changed for ``quiet`` seconds (a reload has landed)."""
+    deadline = time.monotonic() + deadline_s
+    last, since = _value(http_get(url).decode(), metric), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _value(http_get(url).decode(), metric)
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def _value(text: str, name: str) -> float:

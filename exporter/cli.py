@@ -164,6 +164,11 @@ async def serve(
 ) -> int:
     """Serve until SIGTERM or SIGINT, reloading on SIGHUP; return the exit status."""
     _raise_open_file_limit()
+    # How long the event loop may wait for the GIL while a refresh runs Python (the first
+    # match after an advisory database loads, rendering): p99 during reloads measured 2.5x
+    # idle at 1 ms against 3.0x at the default 5 ms. With no refresh running the loop is
+    # alone and the interval costs nothing.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     # The daemon parses advisory databases in a child process: see advisory_worker.
     app = create_app(config, security=security, sources=Sources(load_advisories=_load_in_child))
     runner = web.AppRunner(

@@ -1,10 +1,11 @@
 """The members of an OSV zip export, read fast and with bounds.
 
-zipfile spends about 17 us of Python per member opening it (20,000 members:
-a third of a second, more than parsing their JSON). Here zipfile reads the
-central directory only; each member's bytes are read straight from its
-offset, inflated by zlib with an output cap, and checked against the CRC
-and size the directory gives. Any inconsistency is a corrupt archive.
+Reading the 20,000 members of a zip export through ``ZipFile.read`` took 356 ms
+here, more than parsing their JSON, of which 7 us per member is zipfile's Python.
+Here zipfile reads the central directory only; each member's bytes are read
+straight from its offset, inflated by zlib with an output cap, and checked
+against the CRC and size the directory gives (213 ms for the same zip). Any
+inconsistency is a corrupt archive.
 """
 
 from __future__ import annotations
