@@ -1,10 +1,16 @@
 # Set-up and everyday commands. `make run` and `make test` work on a fresh
 # Debian machine with Python 3.11+ (python3 and its venv module).
 PYTHON ?= python3
+# Two venvs, so that neither install undoes the other: $(VENV) has the test extras (make
+# test, lint, typecheck, bench, soak...), $(RUN_VENV) only what the daemon needs (make
+# run), as a server has it, so the demo reports the daemon's modules, not the tools'.
 VENV ?= .venv
+RUN_VENV ?= .venv-run
 BIN := $(VENV)/bin
+RUN_BIN := $(RUN_VENV)/bin
 CONFIG ?= config.yaml
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(RUN_VENV)/.installed
 
 .PHONY: run test lint typecheck generated pytest pytest-other-pythons monitoring bench soak clean
 
@@ -14,9 +20,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The runtime dependencies only (pip install -e .): venv's own pip is new enough for that.
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	COMMIT=$${COMMIT:-$$(git rev-parse --short HEAD 2>/dev/null)} \
-		$(BIN)/status-exporter --config.file $(CONFIG) $(ARGS)
+		$(RUN_BIN)/status-exporter --config.file $(CONFIG) $(ARGS)
 
 test: lint typecheck generated pytest pytest-other-pythons
 
@@ -61,4 +73,4 @@ soak: $(STAMP)
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

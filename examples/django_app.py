@@ -1,8 +1,10 @@
 """A Django view returning the status, as the original Django REST Framework service did.
 
-Single-file Django for the example; in a project, the view goes in views.py:
+Single-file Django for the example; in a project, the view goes in views.py. Run it with
+the project's venv (.venv, made by `make test`, which installs Django), from the
+repository root:
 
-    python examples/django_app.py runserver 127.0.0.1:8080 --noreload
+    .venv/bin/python examples/django_app.py runserver 127.0.0.1:8080 --noreload
     curl localhost:8080/api/v1/status/
 """
 

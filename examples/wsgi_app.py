@@ -1,7 +1,9 @@
 """A WSGI application (any framework) with prometheus_client's /metrics and a status view.
 
-python examples/wsgi_app.py --port 8080
-curl localhost:8080/metrics   and   curl localhost:8080/status
+Run it with the project's venv (.venv, made by `make test`), from the repository root:
+
+    .venv/bin/python examples/wsgi_app.py --port 8080
+    curl localhost:8080/metrics   and   curl localhost:8080/status
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import resource
 import signal
 import sys
@@ -84,6 +85,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="take one snapshot, write this body to standard output and exit",
     )
+    parser.add_argument(
+        "--print.target",
+        dest="print_target",
+        default=None,
+        metavar="NAME",
+        help="with --print status or sbom: that target's document instead of the exporter's "
+        "own environment's (--print metrics covers every target)",
+    )
     parser.add_argument("--version", action="version", version=f"status-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -121,25 +130,56 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"status-exporter: config error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.check_config:
+        unreadable = unreadable_advisory_paths(config)
+        for problem in unreadable:
+            print(f"status-exporter: advisories.paths: {problem}", file=sys.stderr)
+        if unreadable:
+            print(
+                f"status-exporter: {args.config_file}: valid, but the advisory database "
+                "cannot be loaded: no module would be checked",
+                file=sys.stderr,
+            )
+            return EXIT_RUNTIME
         print(f"status-exporter: {args.config_file}: configuration is valid")
         return EXIT_OK
     if args.print_body is not None:
-        return _print_once(config, args.print_body)
+        return _print_once(config, args.print_body, args.print_target)
     with asyncio.Runner(loop_factory=_loop_factory(config.web.uvloop)) as runner:
         return runner.run(serve(config, security, args))
 
 
-def _print_once(config: Config, what: Printable) -> int:
-    from exporter.oneshot import Withheld, render_once  # the daemon's start-up skips it
+def _print_once(config: Config, what: Printable, target: str | None) -> int:
+    from exporter.oneshot import UnknownTarget, Withheld, render_once  # start-up skips it
 
     try:
-        body = render_once(config, what)
-    except Withheld as exc:
+        printed = render_once(config, what, target)
+    except (Withheld, UnknownTarget) as exc:
         print(f"status-exporter: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    sys.stdout.buffer.write(body)
+    # The body is written even so (it says the findings are unknown): the exit status is
+    # what tells a pipeline that nothing was checked.
+    sys.stdout.buffer.write(printed.body)
     sys.stdout.flush()
+    for note in printed.notes:
+        print(f"status-exporter: {note}", file=sys.stderr)
+    if printed.problem is not None:
+        print(f"status-exporter: {printed.problem}", file=sys.stderr)
+        return EXIT_RUNTIME
     return EXIT_OK
+
+
+def unreadable_advisory_paths(config: Config) -> list[str]:
+    """Each configured advisory path that does not exist or cannot be read, with why."""
+    problems = []
+    for path in config.advisories.paths:
+        try:
+            if os.path.isdir(path):
+                os.listdir(path)
+            else:  # O_NONBLOCK: a FIFO must not hang the check
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        except OSError as exc:
+            problems.append(f"{path}: {exc.strerror or exc}")
+    return problems
 
 
 def _load_in_child(paths: Sequence[str]) -> AdvisoryDatabase:

@@ -49,7 +49,8 @@ def parse_listen_address(text: str) -> ListenAddress:
     """Parse ``host:port``, ``[v6]:port`` or ``:port``; raise ValueError on anything else."""
     host, sep, port_text = text.rpartition(":")
     if not sep:
-        raise ValueError(f"{text!r} is not host:port")
+        hint = f" ({_port_hint(int(text))})" if _is_port(text) else ""
+        raise ValueError(f"{text!r} is not host:port{hint}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
@@ -59,6 +60,29 @@ def parse_listen_address(text: str) -> ListenAddress:
     if any(c.isspace() for c in host):
         raise ValueError(f"{text!r}: the host contains white space")
     return ListenAddress(host=host, port=int(port_text))
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 <= int(text) <= 65535
+
+
+def _port_hint(port: int) -> str:
+    """What to write for a bare port: every interface, or this host only as by default."""
+    return (
+        f"for port {port} write ':{port}' to listen on every interface,"
+        f" or '127.0.0.1:{port}' for this host only"
+    )
+
+
+def _listen_address_type(value: object) -> str:
+    """What is wrong with a listen address that is no string: a bare port says what to write.
+
+    Quoting, the generic advice, would not help: a quoted port is no host:port either.
+    """
+    problem = f"expected a string host:port, got {_describe(value)}"
+    if isinstance(value, int) and not isinstance(value, bool) and _is_port(str(value)):
+        return f"{problem} ({_port_hint(value)})"
+    return problem
 
 
 def _check_listen_address(value: str) -> str | None:
@@ -86,8 +110,16 @@ def _check_not_blank(values: tuple[str, ...]) -> str | None:
     return "entries must not be empty" if any(not v.strip() for v in values) else None
 
 
-def _rule(check: Callable[[Any], str | None]) -> dict[str, Any]:
-    return {"check": check}
+def _rule(
+    check: Callable[[Any], str | None],
+    wrong_type: Callable[[object], str | None] | None = None,
+) -> dict[str, Any]:
+    """Field metadata: a rule of the field's own, and maybe better words for a wrong type.
+
+    ``check`` judges a value of the field's type; ``wrong_type``, if given, words the
+    problem with a value of another type better than ``_coerce`` does.
+    """
+    return {"check": check, **({"wrong_type": wrong_type} if wrong_type else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +127,8 @@ class WebConfig:
     """Where the HTTP server listens and how it shuts down."""
 
     listen_address: str = field(
-        default=DEFAULT_LISTEN_ADDRESS, metadata=_rule(_check_listen_address)
+        default=DEFAULT_LISTEN_ADDRESS,
+        metadata=_rule(_check_listen_address, wrong_type=_listen_address_type),
     )
     shutdown_timeout_seconds: float = field(default=1.0, metadata=_rule(_check_positive))
     uvloop: bool = True
@@ -194,6 +227,59 @@ class RefreshConfig:
     interval_seconds: float = field(default=60.0, metadata=_rule(_check_positive))
 
 
+TARGET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCommitConfig:
+    """Where a target's commit comes from: the keys of ``commit``, but no environment
+    variable by default (the exporter's own environment says nothing of a target's)."""
+
+    value: str | None = None
+    env: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+    file: str | None = None
+    git_dir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentTargetConfig:
+    """One configured environment: a venv root or site-packages directories, by name."""
+
+    name: str = ""
+    paths: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
+    commit: TargetCommitConfig = field(default_factory=TargetCommitConfig)
+    app: AppConfig = field(default_factory=AppConfig)
+
+
+def _check_environments(values: tuple[EnvironmentTargetConfig, ...]) -> str | None:
+    seen: set[str] = set()
+    for index, target in enumerate(values):
+        where = f"[{index}]"
+        if not TARGET_NAME.fullmatch(target.name):
+            return (
+                f"{where}.name: {target.name!r} must be 1 to 64 of A-Z a-z 0-9 _ . -"
+                if target.name
+                else f"{where}.name: required"
+            )
+        if target.name in seen:
+            return f"{where}.name: {target.name!r} is used twice; names must be unique"
+        seen.add(target.name)
+        if not target.paths:
+            return f"{where}.paths: required (a venv root or site-packages directories)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TargetsConfig:
+    """The environments reported besides the exporter's own; none by default."""
+
+    environments: tuple[EnvironmentTargetConfig, ...] = field(
+        default=(), metadata=_rule(_check_environments)
+    )
+    # Module series published over all targets at the most; the rest are dropped, counted.
+    max_module_series: int = field(default=200_000, metadata=_rule(_check_at_least_one))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, as ``config.yaml`` lays it out."""
@@ -206,6 +292,7 @@ class Config:
     redact: RedactConfig = field(default_factory=RedactConfig)
     advisories: AdvisoriesConfig = field(default_factory=AdvisoriesConfig)
     python: PythonConfig = field(default_factory=PythonConfig)
+    targets: TargetsConfig = field(default_factory=TargetsConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -273,8 +360,21 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     advisories = dataclasses.replace(
         config.advisories, paths=tuple(resolve(p) for p in config.advisories.paths)
     )
+    environments = tuple(
+        dataclasses.replace(
+            target,
+            paths=tuple(resolve(p) for p in target.paths),
+            commit=dataclasses.replace(
+                target.commit,
+                file=resolve(target.commit.file) if target.commit.file else None,
+                git_dir=resolve(target.commit.git_dir) if target.commit.git_dir else None,
+            ),
+        )
+        for target in config.targets.environments
+    )
+    targets = dataclasses.replace(config.targets, environments=environments)
     return dataclasses.replace(
-        config, commit=commit, modules=modules, web=web, advisories=advisories
+        config, commit=commit, modules=modules, web=web, advisories=advisories, targets=targets
     )
 
 
@@ -300,7 +400,9 @@ def _build(cls: type, data: object, prefix: str, problems: list[str]) -> object:
             values[name] = _build(typing.cast(type, hint), data[name], f"{key}.", problems)
             continue
         value, problem = _coerce(hint, data[name])
-        if problem is None and "check" in f.metadata and value is not None:
+        if problem is not None and "wrong_type" in f.metadata:
+            problem = f.metadata["wrong_type"](data[name]) or problem
+        elif problem is None and "check" in f.metadata and value is not None:
             problem = f.metadata["check"](value)
         if problem is not None:
             problems.append(f"{key}: {problem}")
@@ -341,6 +443,11 @@ def _coerce(hint: Any, value: object) -> tuple[Any, str | None]:
         if not isinstance(value, list):
             return None, f"expected a list, got {_describe(value)}"
         items = []
+        if dataclasses.is_dataclass(args[0]):  # a list of sections: each built as one
+            problems: list[str] = []
+            for index, item in enumerate(value):
+                items.append(_build(typing.cast(type, args[0]), item, f"[{index}].", problems))
+            return (None, "; ".join(problems)) if problems else (tuple(items), None)
         for index, item in enumerate(value):
             coerced, problem = _coerce(args[0], item)
             if problem is not None:

@@ -48,6 +48,23 @@ def prefers_html(accept: str) -> bool:
 
 
 @lru_cache(maxsize=256)
+def prefers_json(accept: str) -> bool:
+    """Whether ``accept`` names JSON explicitly and ranks it no lower than plain text or HTML.
+
+    For answers that have no single format of their own, such as a 404: ``*/*``
+    alone (curl) means plain text.
+    """
+    json = other = 0.0
+    for media, params in _parse_list(accept):
+        q = _quality(params)
+        if media == "application/json":
+            json = max(json, q)
+        elif media in ("text/plain", "text/html", "application/xhtml+xml"):
+            other = max(other, q)
+    return json > 0 and json >= other
+
+
+@lru_cache(maxsize=256)
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether ``accept_encoding`` allows gzip (``gzip``, ``x-gzip`` or ``*`` with q > 0)."""
     return any(

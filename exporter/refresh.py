@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -22,11 +24,14 @@ from typing import Generic, TypeVar
 
 from exporter.collectors.advisories import release_gradually
 from exporter.config import Config
-from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
+from exporter.host import Host, take_host
+from exporter.snapshot import Identity, Snapshot, Sources
 
 log = logging.getLogger(__name__)
 
-CHANGE_KINDS = ("added", "removed", "upgraded", "downgraded", "changed")
+# "excluded"/"included": still installed, but a reload's modules.include/exclude (or
+# modules.max) stopped or started publishing it; not an install or a removal.
+CHANGE_KINDS = ("added", "removed", "upgraded", "downgraded", "changed", "excluded", "included")
 
 T = TypeVar("T")
 
@@ -39,6 +44,7 @@ class ModuleChange:
     module: str
     old: str | None
     new: str | None
+    target: str | None = None  # None: the exporter's own environment
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +67,39 @@ class RefreshStats:
 class Published(Generic[T]):
     """What the loop swaps in after a refresh: the snapshot, the stats and the rendered product."""
 
-    snapshot: Snapshot
+    host: Host
     stats: RefreshStats
     product: T
 
+    @property
+    def snapshot(self) -> Snapshot:
+        """The exporter's own environment: the only one when no targets are configured."""
+        return self.host.own
 
-def diff_modules(old: Mapping[str, str], new: Mapping[str, str]) -> list[ModuleChange]:
-    """The changes from ``old`` to ``new``, sorted by module name."""
+
+def diff_modules(
+    old: Mapping[str, str],
+    new: Mapping[str, str],
+    *,
+    old_unpublished: AbstractSet[str] = frozenset(),
+    new_unpublished: AbstractSet[str] = frozenset(),
+) -> list[ModuleChange]:
+    """The changes from ``old`` to ``new``, sorted by module name.
+
+    ``*_unpublished`` name the modules found but not published (filtered out, or past
+    modules.max): one that leaves ``new`` but is still found was excluded, not removed.
+    """
     changes = []
     for name in sorted(old.keys() | new.keys()):
         before, after = old.get(name), new.get(name)
         if before == after:
             continue
         if before is None:
-            changes.append(ModuleChange("added", name, None, after))
+            kind = "included" if name in old_unpublished else "added"
+            changes.append(ModuleChange(kind, name, None, after))
         elif after is None:
-            changes.append(ModuleChange("removed", name, before, None))
+            kind = "excluded" if name in new_unpublished else "removed"
+            changes.append(ModuleChange(kind, name, before, None))
         else:
             changes.append(ModuleChange(_direction(before, after), name, before, after))
     return changes
@@ -91,16 +114,24 @@ def _direction(before: str, after: str) -> str:
         return "changed"  # versions that PEP 440 cannot order
 
 
+_CHANGE_MESSAGES = {
+    "excluded": "module %s: still installed, no longer published (modules.include/exclude/max)",
+    "included": "module %s: published again (modules.include/exclude/max)",
+}
+
+
 def _log_news(
     previous: Published[T] | None, published: Published[T], changes: list[ModuleChange]
 ) -> None:
     """Log each module change, and each skipped entry the previous refresh did not skip, once."""
     for change in changes:
+        where = {"target": change.target} if change.target is not None else {}
         log.info(
-            "module %s",
+            _CHANGE_MESSAGES.get(change.kind, "module %s"),
             change.kind,
-            extra={"package": change.module, "old": change.old, "new": change.new},
+            extra={"package": change.module, "old": change.old, "new": change.new, **where},
         )
+    _log_targets(previous.host if previous else None, published.host)
     dropped = published.snapshot.modules_dropped
     if dropped and not (previous and previous.snapshot.modules_dropped):
         log.warning(
@@ -114,6 +145,53 @@ def _log_news(
             log.warning("metadata skipped", extra={"path": skipped.path, "reason": skipped.reason})
 
 
+def _log_targets(previous: Host | None, host: Host) -> None:
+    """Log each target that cannot be read, once per new reason, and its recovery."""
+    before = {t.name: t for t in previous.targets} if previous else {}
+    for target in host.targets:
+        earlier = before.get(target.name)
+        old_error = earlier.last_error if earlier else None
+        if target.last_error is not None and target.last_error != old_error:
+            log.error(
+                "target not readable; its last good facts stay published",
+                extra={"target": target.name, "error": target.last_error},
+            )
+        elif target.last_error is None and old_error is not None:
+            log.info("target readable again", extra={"target": target.name})
+        if target.snapshot is None:
+            continue
+        already = set(earlier.snapshot.skipped) if earlier and earlier.snapshot else set()
+        for skipped in target.snapshot.skipped:
+            if skipped not in already:
+                log.warning(
+                    "metadata skipped",
+                    extra={"target": target.name, "path": skipped.path, "reason": skipped.reason},
+                )
+
+
+def host_changes(previous: Host, host: Host) -> list[ModuleChange]:
+    """The module changes of the own environment and of every target present in both."""
+    changes = _changes(previous.own, host.own, None)
+    before = {t.name: t.snapshot for t in previous.targets}
+    for target in host.targets:
+        earlier = before.get(target.name)
+        if earlier is not None and target.snapshot is not None:
+            changes.extend(_changes(earlier, target.snapshot, target.name))
+    return changes
+
+
+def _changes(old: Snapshot, new: Snapshot, target: str | None) -> list[ModuleChange]:
+    if old.modules is new.modules:
+        return []
+    found = diff_modules(
+        old.modules,
+        new.modules,
+        old_unpublished=old.unpublished,
+        new_unpublished=new.unpublished,
+    )
+    return found if target is None else [replace(c, target=target) for c in found]
+
+
 def _log_advisories(previous: Snapshot | None, snapshot: Snapshot) -> None:
     """Log a load of the advisory database, or its failure, once."""
     db = snapshot.advisories
@@ -121,24 +199,50 @@ def _log_advisories(previous: Snapshot | None, snapshot: Snapshot) -> None:
         return
     before = previous.advisories.load_errors if previous else 0
     if db.load_errors > before:
-        log.error(
-            "advisory database not loaded; keeping the previous one",
-            extra={"error": db.last_error, "advisories": db.advisories},
-        )
+        if db.loaded:
+            log.error(
+                "advisory database not reloaded; the previous one stays in force",
+                extra={
+                    "error": db.last_error,
+                    "advisories": db.advisories,
+                    "loaded_at": _iso(db.loaded_at),
+                },
+            )
+        else:
+            log.error(
+                "advisory database not loaded: no module is checked until one loads",
+                extra={"error": db.last_error},
+            )
     elif db.loaded_at is not None:
-        log.info(
-            "advisory database loaded",
+        age = _age_days(snapshot)
+        log.log(
+            logging.WARNING if snapshot.advisories_stale else logging.INFO,
+            "advisory database loaded" + (" (stale)" if snapshot.advisories_stale else ""),
             extra={
                 "advisories": db.advisories,
                 "skipped": db.skipped,
                 "seconds": round(db.load_seconds, 3),
                 "vulnerabilities": len(snapshot.vulnerabilities or ()),
+                "newest": _iso(db.newest_modified),
+                "age_days": age,
             },
         )
         already = set(previous.advisories.skipped_examples) if previous else set()
         for example in db.skipped_examples:
             if example not in already:  # a reload of the same files says nothing new
                 log.warning("advisory record skipped", extra={"reason": example})
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC).isoformat(timespec="seconds")
+
+
+def _age_days(snapshot: Snapshot) -> float | None:
+    """How old the newest advisory in force is, in days."""
+    newest = snapshot.advisories.newest_modified
+    return None if newest is None else round((snapshot.taken_at - newest) / 86400, 1)
 
 
 def _release(garbage: list[Published[T] | None], current: Snapshot) -> None:
@@ -157,7 +261,7 @@ class Refresher(Generic[T]):
         self,
         config: Config,
         *,
-        publish: Callable[[Snapshot, RefreshStats, T | None], T],
+        publish: Callable[[Host, RefreshStats, T | None], T],
         identity: Identity | None = None,
         sources: Sources | None = None,
     ) -> None:
@@ -254,10 +358,9 @@ class Refresher(Generic[T]):
     def _build(self, previous: Published[T] | None) -> tuple[Published[T], list[ModuleChange]]:
         sources = self._sources
         started = sources.perf_counter()
-        snapshot = take_snapshot(
-            self.config, self.identity, previous.snapshot if previous else None, sources
-        )
-        changes = diff_modules(previous.snapshot.modules, snapshot.modules) if previous else []
+        host = take_host(self.config, self.identity, previous.host if previous else None, sources)
+        snapshot = host.own
+        changes = host_changes(previous.host, host) if previous else []
         counts = dict(self._stats.changes)
         for change in changes:
             counts[change.kind] += 1
@@ -269,8 +372,8 @@ class Refresher(Generic[T]):
             last_error=None,
             changes=MappingProxyType(counts),
         )
-        product = self._publish(snapshot, stats, previous.product if previous else None)
-        return Published(snapshot, stats, product), changes
+        product = self._publish(host, stats, previous.product if previous else None)
+        return Published(host, stats, product), changes
 
     async def _record_failure(
         self, loop: asyncio.AbstractEventLoop, previous: Published[T] | None, exc: Exception
@@ -289,9 +392,9 @@ class Refresher(Generic[T]):
         stats = self._stats
         try:
             product = await loop.run_in_executor(
-                self._executor, self._publish, previous.snapshot, stats, previous.product
+                self._executor, self._publish, previous.host, stats, previous.product
             )
         except Exception as render_exc:
             log.error("publishing the failure count failed", extra={"error": repr(render_exc)})
             return
-        self.published = Published(previous.snapshot, stats, product)
+        self.published = Published(previous.host, stats, product)

@@ -20,7 +20,12 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 
 from exporter import __version__
-from exporter.collectors.advisories import EMPTY_DATABASE, AdvisoryDatabase, load_advisories
+from exporter.collectors.advisories import (
+    EMPTY_DATABASE,
+    STALE_AFTER_DAYS,
+    AdvisoryDatabase,
+    load_advisories,
+)
 from exporter.collectors.commit import Commit, collect_commit
 from exporter.collectors.end_of_life import python_end_of_life
 from exporter.collectors.installed import InstalledScan, Skipped, canonical_name, scan_installed
@@ -88,11 +93,18 @@ class Snapshot:
     installed_scan: InstalledScan | None = None
     redaction: RedactConfig = field(default_factory=RedactConfig)
     modules_dropped: int = 0
+    # Found but not published (modules.include/exclude, modules.max): a module that leaves
+    # the published set but is named here was excluded, not uninstalled.
+    unpublished: frozenset[str] = frozenset()
+    # include, exclude, max and app: what chose the modules and the application version
+    module_selection: tuple[object, ...] = ()
     python_end_of_life: datetime.date | None = None
-    # None when no advisory database is configured: "not checked", not "none found".
+    # None when no advisory database is configured, or none has loaded yet: "not checked",
+    # not "none found" (advisories.last_error then says why).
     vulnerabilities: tuple[Finding, ...] | None = None
     advisories: AdvisoryDatabase = EMPTY_DATABASE
     advisories_ignore: tuple[str, ...] = ()
+    advisory_paths: tuple[str, ...] = ()
     # For the SBOM: name as written and licence of each installed distribution.
     packages: Mapping[str, PackageInfo] = field(default_factory=lambda: EMPTY_PACKAGES)
     app_distribution: str | None = None
@@ -122,6 +134,31 @@ class Snapshot:
         return self.facts() == other.facts()
 
     @property
+    def advisories_problem(self) -> str | None:
+        """Why the findings cannot be trusted as they stand: no database could be loaded
+        (there are no findings then), or the latest load failed (the previous database is
+        in force). None when no database is configured or the latest load succeeded."""
+        if not self.advisory_paths:
+            return None
+        db = self.advisories
+        if not db.loaded:
+            return f"advisories not loaded: {db.last_error or 'not loaded yet'}"
+        if db.last_error is not None:
+            return f"advisories not reloaded: {db.last_error}"
+        return None
+
+    @property
+    def advisories_stale(self) -> bool:
+        """Whether the newest advisory in force is older than STALE_AFTER_DAYS at this
+        snapshot's time (or none carries a date); False while none is loaded."""
+        db = self.advisories
+        if not db.loaded:
+            return False
+        if db.newest_modified is None:
+            return True
+        return self.taken_at - db.newest_modified > STALE_AFTER_DAYS * 86400
+
+    @property
     def published_platform(self) -> PlatformInfo:
         """The platform facts as published: the host name redacted when configured."""
         if self.redaction.hostname:
@@ -149,16 +186,32 @@ def take_snapshot(
     identity: Identity,
     previous: Snapshot | None = None,
     sources: Sources | None = None,
+    *,
+    advisories: AdvisoryDatabase | None = None,
+    host_platform: PlatformInfo | None = None,
+    python: PythonInfo | None = None,
 ) -> Snapshot:
-    """Gather every fact now; ``previous`` lets unchanged directories be skipped."""
+    """Gather every fact now; ``previous`` lets unchanged directories be skipped.
+
+    ``advisories``, ``host_platform`` and ``python``, when given, are used as they are: a
+    host loads its advisory database and reads its platform once for all of its targets,
+    and finds each target's Python itself.
+    """
     sources = sources or Sources()
     scan: InstalledScan | None = None
     packages: Mapping[str, PackageInfo] = EMPTY_PACKAGES
+    selection = (config.modules.include, config.modules.exclude, config.modules.max, config.app)
     if config.modules.source == "installed":
         paths = config.modules.paths or sources.sys_path()
         scan = scan_installed(
             paths, previous.installed_scan if previous else None, clock=sources.clock
         )
+        if previous is not None and previous.module_selection == selection and _reused(
+            scan, previous.installed_scan
+        ):
+            # Every directory unchanged, the same selection: the same modules. This is what
+            # makes an unchanged target cost its stats and little else.
+            return _refreshed(previous, config, identity, scan, sources, advisories, python)
         winners = scan.winners()
         found, skipped = {name: d.version for name, d in winners.items()}, scan.skipped()
         packages = MappingProxyType(
@@ -173,21 +226,15 @@ def take_snapshot(
     if config.modules.source == "loaded":
         unchanged = previous is not None and previous.modules == modules
         packages = previous.packages if previous and unchanged else loaded_packages(modules)
-    python = _python_of(config)
-    advisories, vulnerabilities = _check_advisories(config, modules, previous, sources)
-    commit = collect_commit(
-        value=config.commit.value,
-        env_names=config.commit.env,
-        environ=sources.environ,
-        file=config.commit.file,
-        git_dir=config.commit.git_dir,
-    )
+    python = python or _python_of(config)
+    database, vulnerabilities = _check_advisories(config, modules, previous, sources, advisories)
+    commit = _commit(config, sources)
     return Snapshot(
         identity=identity,
         api_version=config.app.api_version,
         app_version=_app_version(config, found),
         commit=commit,
-        platform=collect_platform(sources.uname),
+        platform=host_platform or collect_platform(sources.uname),
         python=python,
         modules=MappingProxyType(modules),
         skipped=skipped,
@@ -196,30 +243,97 @@ def take_snapshot(
         installed_scan=scan,
         redaction=config.redact,
         modules_dropped=dropped,
+        unpublished=frozenset(found.keys() - modules.keys()),
+        module_selection=selection,
         python_end_of_life=python_end_of_life(python, config.python.end_of_life),
         vulnerabilities=vulnerabilities,
-        advisories=advisories,
+        advisories=database,
         advisories_ignore=config.advisories.ignore,
+        advisory_paths=config.advisories.paths,
         packages=packages,
         app_distribution=config.app.distribution,
         module_source=config.modules.source,
     )
 
 
+def _reused(scan: InstalledScan, earlier: InstalledScan | None) -> bool:
+    """Whether ``scan`` is ``earlier``'s directories, every one reused as it was."""
+    return (
+        earlier is not None
+        and scan.directories_read == 0
+        and len(scan.directories) == len(earlier.directories)
+        and all(a is b for a, b in zip(scan.directories, earlier.directories, strict=True))
+    )
+
+
+def _refreshed(
+    previous: Snapshot,
+    config: Config,
+    identity: Identity,
+    scan: InstalledScan,
+    sources: Sources,
+    advisories: AdvisoryDatabase | None,
+    python: PythonInfo | None,
+) -> Snapshot:
+    """``previous`` with what may change without a directory changing gathered again:
+    the commit, the Python, the advisory database and findings, the time. The application
+    version is the previous one: it comes from the modules and ``config.app``, both the same."""
+    python = python or _python_of(config)
+    database, vulnerabilities = _check_advisories(
+        config, previous.modules, previous, sources, advisories
+    )
+    return dataclasses.replace(
+        previous,
+        identity=identity,
+        api_version=config.app.api_version,
+        commit=_commit(config, sources),
+        python=python,
+        refresh_interval_seconds=config.refresh.interval_seconds,
+        taken_at=sources.clock(),
+        installed_scan=scan,
+        redaction=config.redact,
+        python_end_of_life=python_end_of_life(python, config.python.end_of_life),
+        vulnerabilities=vulnerabilities,
+        advisories=database,
+        advisories_ignore=config.advisories.ignore,
+        advisory_paths=config.advisories.paths,
+        app_distribution=config.app.distribution,
+    )
+
+
+def _commit(config: Config, sources: Sources) -> Commit:
+    return collect_commit(
+        value=config.commit.value,
+        env_names=config.commit.env,
+        environ=sources.environ,
+        file=config.commit.file,
+        git_dir=config.commit.git_dir,
+    )
+
+
 def _check_advisories(
-    config: Config, modules: Mapping[str, str], previous: Snapshot | None, sources: Sources
+    config: Config,
+    modules: Mapping[str, str],
+    previous: Snapshot | None,
+    sources: Sources,
+    loaded: AdvisoryDatabase | None = None,
 ) -> tuple[AdvisoryDatabase, tuple[Finding, ...] | None]:
-    """The database in force and the findings; both reused when nothing they depend on changed."""
+    """The database in force and the findings; both reused when nothing they depend on changed.
+
+    No findings (None, not an empty tuple) while no database has loaded: a failed first
+    load checked nothing.
+    """
     if not config.advisories.paths:
         return EMPTY_DATABASE, None
-    earlier = previous.advisories if previous else None
-    database = load_advisories(
+    database = loaded or load_advisories(
         config.advisories.paths,
-        earlier,
+        previous.advisories if previous else None,
         clock=sources.clock,
         perf_counter=sources.perf_counter,
         load=sources.load_advisories,
     )
+    if not database.loaded:
+        return database, None
     if (
         previous is not None
         and previous.vulnerabilities is not None
@@ -250,6 +364,8 @@ def _app_version(config: Config, found: Mapping[str, str]) -> str:
         return UNKNOWN_VERSION
     if canonical_name(name) in found:
         return found[canonical_name(name)]
+    if config.modules.paths:  # another environment: this process's metadata says nothing of it
+        return UNKNOWN_VERSION
     import importlib.metadata  # the fallback alone needs it; it costs 5 ms of start-up
 
     try:

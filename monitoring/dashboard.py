@@ -2,6 +2,13 @@
 
 Panels are built from small helpers so that a new panel is a few lines; the
 layout flows left to right in rows of 24 grid units.
+
+A daemon reports one environment, or several targets (``targets.environments``): the
+per-target series carry ``target`` and are filtered by the ``$target`` variable, whose
+"All" is ``.*`` so that it also matches the series of daemons without targets (no
+``target`` label: the empty value). The daemon's own series (``up``, ``platform_info``,
+the refresh and advisory database health, module changes) carry no target and are never
+filtered by it.
 """
 
 from __future__ import annotations
@@ -12,7 +19,8 @@ from monitoring.settings import Settings
 
 Panel = dict[str, Any]
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-_FILTERS = ('job=~"$job"', 'instance=~"$instance"')
+_HOST_FILTERS = ('job=~"$job"', 'instance=~"$instance"')
+_TARGET_FILTERS = (*_HOST_FILTERS, 'target=~"$target"')
 
 
 class _Layout:
@@ -117,7 +125,7 @@ def _organize(exclude: tuple[str, ...] = ("Time",), rename: dict[str, str] | Non
     }
 
 
-def _variable(name: str, label: str, query: str) -> dict[str, Any]:
+def _variable(name: str, label: str, query: str, all_value: str = ".+") -> dict[str, Any]:
     return {
         "name": name,
         "label": label,
@@ -128,7 +136,7 @@ def _variable(name: str, label: str, query: str) -> dict[str, Any]:
         "refresh": 2,
         "multi": True,
         "includeAll": True,
-        "allValue": ".+",
+        "allValue": all_value,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
         "options": [],
@@ -137,14 +145,16 @@ def _variable(name: str, label: str, query: str) -> dict[str, Any]:
 
 def fleet_dashboard(s: Settings) -> dict[str, Any]:
     """The fleet dashboard: instances, drift, modules, security, the exporter's health."""
-    sel = s.matchers(*_FILTERS)
-    mod = s.matchers(*_FILTERS, 'module=~"$module"')
+    host = s.matchers(*_HOST_FILTERS)
+    sel = s.matchers(*_TARGET_FILTERS)
+    mod = s.matchers(*_TARGET_FILTERS, 'module=~"$module"')
     in_job = s.matchers('job=~"$job"')
+    in_job_target = s.matchers('job=~"$job"', 'target=~"$target"')
     layout = _Layout()
-    _overview(layout, s, sel)
-    _modules(layout, sel, mod)
-    _security(layout, s, sel)
-    _health(layout, sel)
+    _overview(layout, host, sel)
+    _modules(layout, host, sel, mod)
+    _security(layout, s, host, sel)
+    _health(layout, host, sel)
     return {
         "uid": s.dashboard_uid,
         "title": s.dashboard_title,
@@ -182,21 +192,28 @@ def fleet_dashboard(s: Settings) -> dict[str, Any]:
                     f"label_values(status_exporter_build_info{in_job}, instance)",
                 ),
                 _variable(
+                    "target",
+                    "Target",
+                    f"label_values(target_info{host}, target)",
+                    # All must match the series of daemons without targets too: "" (no label).
+                    all_value=".*",
+                ),
+                _variable(
                     "module",
                     "Module",
-                    f"label_values(module_info{in_job}, module)",
+                    f"label_values(module_info{in_job_target}, module)",
                 ),
             ]
         },
     }
 
 
-def _overview(layout: _Layout, s: Settings, sel: str) -> None:
+def _overview(layout: _Layout, host: str, sel: str) -> None:
     layout.add(
         _stat(
             "Instances up",
             "Instances whose status-exporter Prometheus scrapes successfully.",
-            f"sum(up{sel})",
+            f"sum(up{host})",
         ),
         6,
         4,
@@ -204,7 +221,7 @@ def _overview(layout: _Layout, s: Settings, sel: str) -> None:
     layout.add(
         _stat(
             "Python versions",
-            "Distinct Python versions across the selected instances.",
+            "Distinct Python versions across the selected instances and targets.",
             f"count(count by (version) (python_info{sel}))",
             warn_at=2,
         ),
@@ -214,8 +231,8 @@ def _overview(layout: _Layout, s: Settings, sel: str) -> None:
     layout.add(
         _stat(
             "Commits",
-            "Distinct commits across the selected instances: more than one outside "
-            "a deploy is drift.",
+            "Distinct commits across the selected instances and targets: more than one within "
+            "a target outside a deploy is drift.",
             f"count(count by (commit) (build_info{sel}))",
             warn_at=2,
         ),
@@ -225,8 +242,9 @@ def _overview(layout: _Layout, s: Settings, sel: str) -> None:
     layout.add(
         _stat(
             "Drifting modules",
-            "Modules installed in more than one version within a job.",
-            "count(count by (job, module) (count by (job, module, version) "
+            "Modules installed in more than one version within a job and target (a target's "
+            "replicas on different hosts; two targets of one host may differ).",
+            "count(count by (job, target, module) (count by (job, target, module, version) "
             f"(module_info{sel})) > 1) or vector(0)",
             warn_at=1,
         ),
@@ -235,27 +253,29 @@ def _overview(layout: _Layout, s: Settings, sel: str) -> None:
     )
     targets = [
         _target(
-            "max by (job, instance, commit, app_version) (label_replace("
+            "max by (job, instance, target, commit, app_version) (label_replace("
             f'build_info{sel}, "app_version", "$1", "version", "(.*)"))',
             "A",
         ),
         _target(
-            "max by (job, instance, python) (label_replace("
+            "max by (job, instance, target, python) (label_replace("
             f'python_info{sel}, "python", "$1", "version", "(.*)"))',
             "B",
         ),
-        _target(f"max by (job, instance, system, release, machine) (platform_info{sel})", "C"),
-        _target(f"max by (job, instance) (time() - process_start_time_seconds{sel})", "D"),
+        _target(f"max by (job, instance, system, release, machine) (platform_info{host})", "C"),
+        _target(f"max by (job, instance) (time() - process_start_time_seconds{host})", "D"),
         _target(
             "max by (job, instance) "
-            f"(time() - status_exporter_last_refresh_timestamp_seconds{sel})",
+            f"(time() - status_exporter_last_refresh_timestamp_seconds{host})",
             "E",
         ),
     ]
+    # Merged on job and instance: the host's platform, uptime and data age go on each of
+    # its targets' rows (a daemon without targets has one row, as before targets).
     instances = _table(
         "Instances",
-        "One row per instance: commit, application version, Python, platform, uptime and the "
-        "age of its data.",
+        "One row per instance, or per instance and target: commit, application version, "
+        "Python, platform, uptime and the age of its data.",
         targets,
         {"id": "merge", "options": {}},
         _organize(
@@ -284,18 +304,35 @@ def _overview(layout: _Layout, s: Settings, sel: str) -> None:
         ],
     }
     layout.add(instances, 24, 8)
+    layout.add(
+        _table(
+            "Targets",
+            "The targets each instance reports (targets.environments in its config): kind and "
+            "path. Empty for daemons without targets, which report their own environment.",
+            [_target(f"max by (job, instance, target, kind, path) (target_info{sel})")],
+            _organize(("Time", "Value")),
+        ),
+        24,
+        6,
+    )
 
 
-def _modules(layout: _Layout, sel: str, mod: str) -> None:
+def _modules(layout: _Layout, host: str, sel: str, mod: str) -> None:
+    # One column per instance, or per "instance / target": label_join leaves "instance / "
+    # for a series without a target, and the label_replace (anchored) trims that back.
+    column = (
+        f'label_replace(label_join(module_info{mod}, "column", " / ", "instance", "target"), '
+        '"column", "$1", "column", "(.*) / ")'
+    )
     layout.add(
         _table(
             "Module versions by instance",
-            "Which version of each module every instance runs (module x instance).",
-            [_target(f"max by (module, instance, version) (module_info{mod})")],
+            "Which version of each module every instance (and target) runs: module x instance.",
+            [_target(f"max by (module, column, version) ({column})")],
             {
                 "id": "groupingToMatrix",
                 "options": {
-                    "columnField": "instance",
+                    "columnField": "column",
                     "rowField": "module",
                     "valueField": "version",
                 },
@@ -307,11 +344,11 @@ def _modules(layout: _Layout, sel: str, mod: str) -> None:
     layout.add(
         _table(
             "Drifting modules",
-            "Modules with more than one version within a job, and how many versions.",
+            "Modules with more than one version within a job and target, and how many versions.",
             [
                 _target(
-                    "count by (job, module) "
-                    f"(count by (job, module, version) (module_info{mod})) > 1"
+                    "count by (job, target, module) "
+                    f"(count by (job, target, module, version) (module_info{mod})) > 1"
                 )
             ],
             _organize(("Time",), {"Value": "versions"}),
@@ -319,12 +356,23 @@ def _modules(layout: _Layout, sel: str, mod: str) -> None:
         8,
         12,
     )
+    by_target = {"module": 0, "version": 1, "target": 2, "instance": 3}
+    modules = _table(
+        "Modules by target and instance",
+        "Every module and version, with the target and instance that run it (module x target "
+        "x instance); the target is empty for daemons without targets.",
+        [_target(f"max by (module, version, target, instance) (module_info{mod})")],
+        _organize(("Time", "Value")),
+    )
+    modules["transformations"][0]["options"]["indexByName"] = by_target
+    layout.add(modules, 24, 10)
     layout.add(
         _timeseries(
             "Modules per instance",
-            "How many modules each instance publishes; steps are installs and removals.",
+            "How many modules each instance (and target) publishes; steps are installs and "
+            "removals.",
             f"status_exporter_modules{sel}",
-            "{{instance}}",
+            "{{instance}} {{target}}",
         ),
         12,
         8,
@@ -334,7 +382,7 @@ def _modules(layout: _Layout, sel: str, mod: str) -> None:
             "Module changes",
             "Modules added, removed, upgraded or downgraded, as seen between refreshes.",
             "sum by (change) "
-            f"(increase(status_exporter_module_changes_total{sel}[$__rate_interval]))",
+            f"(increase(status_exporter_module_changes_total{host}[$__rate_interval]))",
             "{{change}}",
         ),
         12,
@@ -342,9 +390,9 @@ def _modules(layout: _Layout, sel: str, mod: str) -> None:
     )
 
 
-def _security(layout: _Layout, s: Settings, sel: str) -> None:
+def _security(layout: _Layout, s: Settings, host: str, sel: str) -> None:
     layout.row("Security: known vulnerabilities and end of life")
-    severe = s.matchers(*_FILTERS, 'severity=~"critical|high"')
+    severe = s.matchers(*_TARGET_FILTERS, 'severity=~"critical|high"')
     layout.add(
         _stat(
             "Instances with critical or high vulnerabilities",
@@ -358,8 +406,10 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
     layout.add(
         _stat(
             "Instances past Python's end of life",
-            "Instances whose Python minor version gets no security fixes any more.",
-            f"count(time() > python_end_of_life_timestamp_seconds{sel}) or vector(0)",
+            "Instances running a Python (in any selected target) whose minor version gets no "
+            "security fixes any more.",
+            "count(count by (instance) "
+            f"(time() > python_end_of_life_timestamp_seconds{sel})) or vector(0)",
             warn_at=1,
         ),
         6,
@@ -369,7 +419,7 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
         "Advisory data age",
         "Time since the newest advisory in the oldest loaded database was modified: an empty "
         "vulnerability list from stale data is not a clean bill of health.",
-        f"time() - min(status_exporter_advisories_newest_timestamp_seconds{sel})",
+        f"time() - min(status_exporter_advisories_newest_timestamp_seconds{host})",
         warn_at=s.advisories_stale_days * 86400,
     )
     age["fieldConfig"]["defaults"]["unit"] = "s"
@@ -379,7 +429,7 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
             "Advisory load errors",
             "Failed loads of the advisory database in the dashboard's time range.",
             "sum(increase("
-            f"status_exporter_advisories_load_errors_total{sel}[$__range])) or vector(0)",
+            f"status_exporter_advisories_load_errors_total{host}[$__range])) or vector(0)",
             warn_at=1,
         ),
         6,
@@ -388,7 +438,8 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
     layout.add(
         _table(
             "Vulnerabilities by instance and severity",
-            "How many known vulnerabilities each instance runs, by severity.",
+            "How many known vulnerabilities each instance runs, by severity (over the selected "
+            "targets).",
             [_target(f"sum by (instance, severity) (status_exporter_vulnerabilities{sel}) > 0")],
             {
                 "id": "groupingToMatrix",
@@ -405,11 +456,11 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
     layout.add(
         _table(
             "Vulnerable modules",
-            "Every vulnerable module and version per instance, with the advisory and the lowest "
-            "fixed version above it.",
+            "Every vulnerable module and version per instance and target, with the advisory "
+            "and the lowest fixed version above it.",
             [
                 _target(
-                    "max by (instance, module, version, id, aliases, severity, fixed) "
+                    "max by (instance, target, module, version, id, aliases, severity, fixed) "
                     f"(module_vulnerability_info{sel})"
                 )
             ],
@@ -418,17 +469,34 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
         16,
         10,
     )
+    layout.add(
+        _table(
+            "Upgrades that fix every known vulnerability",
+            "Per vulnerable module, instance and target: the lowest version that fixes all of "
+            "its known vulnerabilities (empty: none known), and the worst severity.",
+            [
+                _target(
+                    "max by (instance, target, module, version, fixed, severity) "
+                    f"(module_fix_info{sel})"
+                )
+            ],
+            _organize(("Time", "Value"), {"fixed": "upgrade to"}),
+        ),
+        12,
+        8,
+    )
     eol = _table(
         "Python end of life",
-        "When each instance's Python minor version stops getting security fixes, and how many "
-        "days are left (negative: past).",
+        "When each instance's (and target's) Python minor version stops getting security "
+        "fixes, and how many days are left (negative: past).",
         [
             _target(
-                f"max by (instance, version) (python_end_of_life_timestamp_seconds{sel}) * 1000",
+                "max by (instance, target, version) "
+                f"(python_end_of_life_timestamp_seconds{sel}) * 1000",
                 "A",
             ),
             _target(
-                "max by (instance, version) "
+                "max by (instance, target, version) "
                 f"(python_end_of_life_timestamp_seconds{sel} - time()) / 86400",
                 "B",
             ),
@@ -449,16 +517,16 @@ def _security(layout: _Layout, s: Settings, sel: str) -> None:
             },
         ],
     }
-    layout.add(eol, 24, 6)
+    layout.add(eol, 12, 8)
 
 
-def _health(layout: _Layout, sel: str) -> None:
+def _health(layout: _Layout, host: str, sel: str) -> None:
     layout.row("The exporter's health")
     layout.add(
         _timeseries(
             "Refresh duration",
             "How long each instance's latest refresh took to gather the facts.",
-            f"status_exporter_refresh_duration_seconds{sel}",
+            f"status_exporter_refresh_duration_seconds{host}",
             "{{instance}}",
             unit="s",
         ),
@@ -470,8 +538,29 @@ def _health(layout: _Layout, sel: str) -> None:
             "Refresh errors",
             "Failed refreshes; the last good data stays published.",
             "sum by (instance) "
-            f"(increase(status_exporter_refresh_errors_total{sel}[$__rate_interval]))",
+            f"(increase(status_exporter_refresh_errors_total{host}[$__rate_interval]))",
             "{{instance}}",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _timeseries(
+            "Targets per instance",
+            "How many targets each instance reports (0 or absent: its own environment only).",
+            f"status_exporter_targets{host}",
+            "{{instance}}",
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        _timeseries(
+            "Target read errors",
+            "Refreshes in which a target could not be read, per instance and target.",
+            "sum by (instance, target) "
+            f"(increase(status_exporter_target_errors_total{sel}[$__rate_interval]))",
+            "{{instance}} {{target}}",
         ),
         12,
         8,

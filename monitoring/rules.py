@@ -19,27 +19,41 @@ def rule_groups(s: Settings) -> list[dict[str, Any]]:
 
 
 def recording_rules(s: Settings) -> list[Rule]:
-    """Fleet aggregates that the drift alerts and the dashboard read."""
+    """Fleet aggregates that the drift alerts and the dashboard read.
+
+    Drift is counted per job and target: target "web" on two hosts are replicas, "web" and
+    "worker" on one host are not. Series of a daemon without targets have no ``target``
+    label, and grouping by an absent label gives the same series as not grouping by it.
+    """
     m = s.matchers()
     return [
         {
             "record": "job_module:module_versions:count",
-            "expr": f"count by (job, module) (count by (job, module, version) (module_info{m}))",
+            "expr": "count by (job, target, module) "
+            f"(count by (job, target, module, version) (module_info{m}))",
         },
         {
             "record": "job:python_versions:count",
-            "expr": f"count by (job) (count by (job, version) (python_info{m}))",
+            "expr": f"count by (job, target) (count by (job, target, version) (python_info{m}))",
         },
         {
             "record": "job:build_commits:count",
-            "expr": f"count by (job) (count by (job, commit) (build_info{m}))",
+            "expr": f"count by (job, target) (count by (job, target, commit) (build_info{m}))",
         },
         {"record": "job:status_exporter_up:sum", "expr": f"sum by (job) (up{m})"},
         {
             "record": "job_severity:module_vulnerabilities:count",
-            "expr": f"count by (job, severity) (module_vulnerability_info{m})",
+            "expr": f"count by (job, target, severity) (module_vulnerability_info{m})",
         },
     ]
+
+
+# Go templates for annotations: empty for a series without a target label.
+IN_TARGET = "{{ with $labels.target }} (target {{ . }}){{ end }}"
+TARGET_MATCHER = '{{ with $labels.target }}, target="{{ . }}"{{ end }}'
+_WHERE = "{{ $labels.instance }}" + IN_TARGET
+# For descriptions: "... of django in target web for 30m."
+_IN_TARGET_TEXT = "{{ with $labels.target }} in target {{ . }}{{ end }}"
 
 
 def _alert(
@@ -55,7 +69,7 @@ def _alert(
 
 
 def fleet_alerts(s: Settings) -> list[Rule]:
-    """The exporter's health and drift within a job."""
+    """The exporter's health and its targets', and drift within a job (per target)."""
     m = s.matchers()
     return [
         _alert(
@@ -98,11 +112,13 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             "job_module:module_versions:count > 1",
             s.module_drift_for,
             "info",
-            "{{ $labels.module }} runs in {{ $value }} versions in job {{ $labels.job }}",
-            "Instances of one job disagree on the version of {{ $labels.module }} for "
-            f"{s.module_drift_for}.",
-            'List the versions: count by (version, instance) (module_info{job="{{ $labels.job '
-            '}}", module="{{ $labels.module }}"}). Finish or roll back the deploy, or rebuild '
+            "{{ $labels.module }} runs in {{ $value }} versions in job {{ $labels.job }}"
+            + IN_TARGET,
+            "Instances of one job disagree on the version of {{ $labels.module }}"
+            f"{_IN_TARGET_TEXT} for {s.module_drift_for}.",
+            'List the versions: count by (version, instance) (module_info{job="{{ $labels.job }}"'
+            + TARGET_MATCHER
+            + ', module="{{ $labels.module }}"}). Finish or roll back the deploy, or rebuild '
             "the odd hosts.",
         ),
         _alert(
@@ -110,31 +126,47 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             "job:python_versions:count > 1",
             s.python_drift_for,
             "info",
-            "Job {{ $labels.job }} runs {{ $value }} Python versions",
-            f"Instances of one job run different Python versions for {s.python_drift_for}.",
-            'See which: count by (version, instance) (python_info{job="{{ $labels.job }}"}). '
-            "Align base images or interpreters.",
+            "Job {{ $labels.job }}" + IN_TARGET + " runs {{ $value }} Python versions",
+            "Instances of one job run different Python versions"
+            f"{_IN_TARGET_TEXT} for {s.python_drift_for}.",
+            'See which: count by (version, instance) (python_info{job="{{ $labels.job }}"'
+            + TARGET_MATCHER
+            + "}). Align base images or interpreters.",
         ),
         _alert(
             "CommitDrift",
             "job:build_commits:count > 1",
             s.commit_drift_for,
             "warning",
-            "Job {{ $labels.job }} runs {{ $value }} different commits",
-            "Instances of one job have been on different commits for longer than a deploy window "
-            f"({s.commit_drift_for}).",
-            'See which: count by (commit, instance) (build_info{job="{{ $labels.job }}"}). A '
-            "deploy stalled or a host was missed; redeploy it.",
+            "Job {{ $labels.job }}" + IN_TARGET + " runs {{ $value }} different commits",
+            f"Instances of one job have been on different commits{_IN_TARGET_TEXT} for longer "
+            f"than a deploy window ({s.commit_drift_for}).",
+            'See which: count by (commit, instance) (build_info{job="{{ $labels.job }}"'
+            + TARGET_MATCHER
+            + "}). A deploy stalled or a host was missed; redeploy it.",
         ),
         _alert(
             "StatusExporterMetadataSkipped",
             f"status_exporter_modules_skipped{m} > 0",
             s.metadata_skipped_for,
             "info",
-            "{{ $value }} distributions on {{ $labels.instance }} have unreadable metadata",
+            "{{ $value }} distributions on " + _WHERE + " have unreadable metadata",
             "Their versions are not reported.",
             'The exporter logs each skipped path once with the reason (msg="metadata skipped"). '
             "Reinstall the broken distributions.",
+        ),
+        _alert(
+            "StatusExporterTargetUnreadable",
+            f"increase(status_exporter_target_errors_total{m}[15m]) > 0",
+            s.target_unreadable_for,
+            "warning",
+            "status-exporter on {{ $labels.instance }} cannot read target {{ $labels.target }}",
+            "{{ $value | humanize }} refreshes in 15 minutes could not read its paths; the last "
+            "facts read from it stay published and may be out of date (none, if it was never "
+            "read).",
+            "Check that the target's paths (targets.environments in the exporter's config) still "
+            "exist and that the exporter's user can read them: a virtual environment that was "
+            "removed, or rebuilt elsewhere, is the usual cause.",
         ),
     ]
 
@@ -142,9 +174,7 @@ def fleet_alerts(s: Settings) -> list[Rule]:
 def security_alerts(s: Settings) -> list[Rule]:
     """Known vulnerabilities, Python's end of life, and the advisory data they rest on."""
     m = s.matchers()
-    vulnerable = (
-        "{{ $labels.module }} {{ $labels.version }} on {{ $labels.instance }} has {{ $labels.id }}"
-    )
+    vulnerable = "{{ $labels.module }} {{ $labels.version }} on " + _WHERE + " has {{ $labels.id }}"
     fix = (
         "Fixed in {{ with $labels.fixed }}{{ . }}{{ else }}no released version yet{{ end }}."
         "{{ with $labels.aliases }} Aliases: {{ . }}.{{ end }}"
@@ -176,11 +206,20 @@ def security_alerts(s: Settings) -> list[Rule]:
             runbook,
         ),
         _alert(
+            "ModuleVulnerability",
+            "module_vulnerability_info" + s.matchers('severity=~"medium|low|unknown"') + " == 1",
+            s.other_vulnerability_for,
+            "info",
+            vulnerable + " ({{ $labels.severity }} severity)",
+            fix,
+            runbook,
+        ),
+        _alert(
             "PythonEndOfLife",
             f"time() > python_end_of_life_timestamp_seconds{m}",
             s.end_of_life_for,
             "warning",
-            "Python {{ $labels.version }} on {{ $labels.instance }} is past its end of life",
+            "Python {{ $labels.version }} on " + _WHERE + " is past its end of life",
             "It gets no security fixes any more.",
             "Move the application to a supported Python (see python_info for the exact version). "
             "A vendor build supported longer can say so in python.end_of_life.",
@@ -191,7 +230,7 @@ def security_alerts(s: Settings) -> list[Rule]:
             f"and python_end_of_life_timestamp_seconds{m} - time() > 0",
             s.end_of_life_for,
             "info",
-            "Python {{ $labels.version }} on {{ $labels.instance }} reaches its end of life in "
+            "Python {{ $labels.version }} on " + _WHERE + " reaches its end of life in "
             "{{ $value | humanizeDuration }}",
             f"Less than {s.end_of_life_warning_days} days of security fixes are left.",
             "Plan the move to a newer Python before the date.",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.collectors.advisories import STALE_AFTER_DAYS
+
 DEFAULT_SELECTOR = 'job="python-status"'
 
 
@@ -21,11 +23,16 @@ class Settings:
     python_drift_for: str = "30m"
     commit_drift_for: str = "1h"
     metadata_skipped_for: str = "1h"
+    # A target (targets.environments) that the exporter could not read in some refresh.
+    target_unreadable_for: str = "15m"
     critical_vulnerability_for: str = "15m"
     high_vulnerability_for: str = "1h"
+    # Medium, low and unknown severity: PYSEC records carry no severity, so without GitHub's
+    # records (OSV's PyPI export has both) most findings are "unknown" and reach nobody else.
+    other_vulnerability_for: str = "1d"
     end_of_life_warning_days: int = 90
     end_of_life_for: str = "1h"
-    advisories_stale_days: int = 7
+    advisories_stale_days: int = STALE_AFTER_DAYS  # what the exporter's pages mark as stale
     advisories_stale_for: str = "1h"
     advisories_failing_for: str = "10m"
     dashboard_title: str = "Python fleet (status-exporter)"

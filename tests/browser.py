@@ -6,6 +6,7 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 FLAGS = [
     "--headless",
@@ -26,6 +29,12 @@ FLAGS = [
     "--remote-debugging-port=0",
     "--window-size=1100,900",
 ]
+
+
+def readme_screenshot(name: str) -> Path:
+    """Where a test saves a screenshot the README shows: test-artifacts/, or the folder that
+    STATUS_EXPORTER_SCREENSHOTS names (``docs`` regenerates the README's own)."""
+    return Path(os.environ.get("STATUS_EXPORTER_SCREENSHOTS") or ARTIFACTS) / name
 
 
 class Browser:
@@ -100,8 +109,42 @@ class Browser:
         await self.evaluate(f"document.querySelector({json.dumps(selector)}).focus()")
         await self.send("Input.insertText", text=text)
 
-    async def screenshot(self, path: Path) -> None:
-        """Save a PNG of the page."""
-        result = await self.send("Page.captureScreenshot", format="png")
+    async def click(self, selector: str) -> None:
+        """Click the middle of an element with the mouse, as a person would (not el.click())."""
+        box = await self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+            " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        )
+        x, y = box
+        for kind in ("mousePressed", "mouseReleased"):
+            await self.send(
+                "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1
+            )
+
+    async def set_viewport(
+        self, width: int, height: int, *, mobile: bool = False, scale: float = 1
+    ) -> None:
+        """Emulate a screen of ``width`` x ``height`` CSS pixels (``mobile``: a phone's)."""
+        await self.send(
+            "Emulation.setDeviceMetricsOverride",
+            width=width,
+            height=height,
+            deviceScaleFactor=scale,
+            mobile=mobile,
+        )
+        # A phone's overlay scrollbar would show in screenshots, caught mid-fade.
+        await self.send("Emulation.setScrollbarsHidden", hidden=mobile)
+
+    async def screenshot(self, path: Path, *, full_page: bool = False) -> None:
+        """Save a PNG of the viewport, or of the whole page."""
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            width, height = await self.evaluate(
+                "[document.documentElement.clientWidth, document.documentElement.scrollHeight]"
+            )
+            params["clip"] = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+            params["captureBeyondViewport"] = True
+        result = await self.send("Page.captureScreenshot", **params)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(result["data"]))

@@ -48,7 +48,7 @@ git ls-files -z --cached --others --exclude-standard --deduplicate \
   | tar --null --files-from=- --ignore-failed-read -c 2>/dev/null \
   | docker run --rm -i --network host \
       -e STATUS_EXPORTER_REQUIRE_TOOLS=1 \
-      -e STATUS_EXPORTER_NOT_HERE=docker,debootstrap,kubectl \
+      -e STATUS_EXPORTER_NOT_HERE=docker,debootstrap,kubectl,systemd-analyze,systemd-sysusers,systemd-nspawn \
       "$image" sh -ec '
         mkdir /src && tar -x -C /src && cd /src
         python3 -m venv /venv

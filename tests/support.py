@@ -40,6 +40,18 @@ REQUIRE_TOOLS = os.environ.get("STATUS_EXPORTER_REQUIRE_TOOLS") == "1"
 NOT_HERE = frozenset(filter(None, os.environ.get("STATUS_EXPORTER_NOT_HERE", "").split(",")))
 
 
+# The original status API's fields and their JSON types (../shared/reference/status-api.md).
+REFERENCE_TYPES = {
+    "api_version": int,
+    "commit": str,
+    "modules": dict,
+    "platform_info": dict,
+    "python_version": str,
+    "server_address": str,
+    "server_id": str,
+}
+
+
 class FakeEnvironment:
     """A site-packages directory that tests install into, upgrade and remove from, as pip does."""
 

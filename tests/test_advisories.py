@@ -14,7 +14,7 @@ from exporter.collectors import advisories as advisories_module
 from exporter.collectors.advisories import load_advisories
 
 DATA = Path(__file__).resolve().parent / "data" / "osv"
-PYPA_RECORDS = 6  # one withdrawn, one unparseable
+PYPA_RECORDS = 12  # one withdrawn, one unparseable
 HANDMADE_RECORDS = 5
 
 

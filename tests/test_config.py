@@ -136,6 +136,30 @@ def test_each_error_names_file_key_and_problem(tmp_path, text, key, fragment):
     assert fragment in problem
 
 
+@pytest.mark.parametrize("text", ["8397", "'8397'", '"8397"'])
+def test_a_bare_port_is_told_what_to_write(tmp_path, text):
+    """A bare port, quoted or not, is refused with ':8397' (and the loopback form) to write."""
+    (problem,) = problems_of(write(tmp_path, f"web: {{listen_address: {text}}}"))
+    assert "write ':8397' to listen on every interface, or '127.0.0.1:8397'" in problem
+    assert "quote it" not in problem
+
+
+@pytest.mark.parametrize("suggested", ["':8397'", "'127.0.0.1:8397'"])
+def test_the_suggested_listen_addresses_load(tmp_path, suggested):
+    """What the bare-port message suggests is a valid listen address on that port."""
+    config = load_config(write(tmp_path, f"web: {{listen_address: {suggested}}}"))
+    assert config.web.address.port == 8397
+
+
+@pytest.mark.parametrize("text", ["99999", "1.5", "[8397]", "true"])
+def test_other_non_string_listen_addresses_get_no_port_hint(tmp_path, text):
+    """A value that is no port is refused as not a host:port string, with no advice to quote."""
+    (problem,) = problems_of(write(tmp_path, f"web: {{listen_address: {text}}}"))
+    assert "expected a string host:port, got" in problem
+    assert "quote it" not in problem
+    assert "write" not in problem
+
+
 def test_all_problems_are_reported_at_once(tmp_path):
     """Several faults give several lines, not just the first."""
     problems = problems_of(write(tmp_path, "web: {bogus: 1}\nrefresh: {interval_seconds: -1}\n"))

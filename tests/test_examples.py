@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import queue
+import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -29,11 +33,30 @@ def fetch(url: str, deadline: float) -> bytes:
             time.sleep(0.1)
 
 
+def logged_address(process: subprocess.Popen, deadline: float) -> str:
+    """The ``http://host:port`` the example logs on stderr; stderr is drained from then on."""
+    lines: queue.Queue[bytes | None] = queue.Queue()
+
+    def drain() -> None:
+        for line in process.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    seen = []
+    with suppress(queue.Empty):
+        while (line := lines.get(timeout=max(0.0, deadline - time.monotonic()))) is not None:
+            seen.append(line.decode(errors="replace"))
+            if found := re.search(r"listening on (http://127\.0\.0\.1:[0-9]+)/", seen[-1]):
+                return found.group(1)
+    raise AssertionError("the example logged no 'listening on' address:\n" + "".join(seen))
+
+
 @pytest.fixture
 def run_example():
     processes = []
 
-    def run(*args: str) -> str:
+    def run(*args: str) -> subprocess.Popen:
         process = subprocess.Popen(
             [sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
@@ -47,11 +70,11 @@ def run_example():
 
 
 def test_aiohttp_example(run_example):
-    """The aiohttp app keeps its own route and gains the status JSON and metrics."""
-    port = free_port()
-    run_example(str(EXAMPLES / "aiohttp_app.py"), "--port", str(port))
+    """The aiohttp app logs where it listens, keeps its own route, gains status and metrics."""
+    process = run_example(str(EXAMPLES / "aiohttp_app.py"), "--port", "0")
     deadline = time.monotonic() + 30
-    base = f"http://127.0.0.1:{port}"
+    base = logged_address(process, deadline)
+    assert not base.endswith(":0")
     assert fetch(f"{base}/", deadline) == b"hello from the application\n"
     status = json.loads(fetch(f"{base}/api/v1/status/", deadline))
     assert "aiohttp" in status["modules"]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import os
+import struct
 import sys
+import time
+import zipfile
 
 import pytest
 from support import FakeEnvironment
@@ -15,6 +19,7 @@ from exporter.collectors.installed import (
     read_distribution,
     scan_installed,
 )
+from exporter.collectors.pth import MAX_PTH_BYTES, MAX_PTH_LINES
 
 
 def age(path, seconds=3600):
@@ -203,3 +208,288 @@ def test_dist_info_deleted_during_the_scan_is_skipped_not_fatal(fake_env):
         thread.join()
     assert len(scan.distributions()) + len(scan.skipped()) <= 400
     assert all("cannot read" in s.reason for s in scan.skipped())
+
+
+# ------------------------------------------------ eggs, .pth files, develop installs
+
+
+def make_egg(path, name="eggpkg", version="1.0", *, metadata=None):
+    """A zipped egg as bdist_egg writes it: EGG-INFO/PKG-INFO (deflated) and a package."""
+    text = metadata if metadata is not None else f"Name: {name}\nVersion: {version}\n\n"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as egg:
+        egg.writestr("EGG-INFO/PKG-INFO", text)
+        egg.writestr(f"{name}/__init__.py", "")
+    return path
+
+
+def importlib_finds(paths):
+    """What importlib.metadata finds over ``paths``, as the scan names it (first one wins)."""
+    found = {}
+    for dist in importlib.metadata.distributions(path=[str(p) for p in paths]):
+        found.setdefault(canonical_name(dist.metadata["Name"]), dist.version)
+    return found
+
+
+def test_zipped_egg_in_easy_install_pth_is_found(fake_env):
+    """A setup.py-installed egg: a zip named by a relative easy-install.pth line."""
+    fake_env.install("plain", "1.0")
+    make_egg(fake_env.path / "sqlparse-0.4.1-py3.11.egg", "sqlparse", "0.4.1")
+    (fake_env.path / "easy-install.pth").write_text("./sqlparse-0.4.1-py3.11.egg\n")
+    scan = scan_installed([str(fake_env.path)])
+    assert scan.distributions() == {"plain": "1.0", "sqlparse": "0.4.1"}
+    assert scan.skipped() == ()
+
+
+def test_egg_and_zip_path_entries_match_importlib_metadata(tmp_path):
+    """Egg zips, egg directories and wheel zips on the path are read as importlib reads them."""
+    zipped = make_egg(tmp_path / "zipped-1.0-py3.11.egg", "zipped", "1.0")
+    folder = tmp_path / "folder-2.0-py3.11.egg"
+    (folder / "EGG-INFO").mkdir(parents=True)
+    (folder / "EGG-INFO" / "PKG-INFO").write_text("Name: folder\nVersion: 2.0\n")
+    not_an_egg = tmp_path / "plain-dir"  # EGG-INFO counts only in a path entry named *.egg
+    (not_an_egg / "EGG-INFO").mkdir(parents=True)
+    (not_an_egg / "EGG-INFO" / "PKG-INFO").write_text("Name: nope\nVersion: 3\n")
+    wheel = tmp_path / "wheely-4.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("wheely-4.0.dist-info/METADATA", "Name: wheely\nVersion: 4.0\n")
+        archive.writestr("wheely/_vendor/inner-9.dist-info/METADATA", "Name: inner\nVersion: 9\n")
+    paths = [zipped, folder, not_an_egg, wheel]
+    found = scan_installed([str(p) for p in paths]).distributions()
+    assert found == importlib_finds(paths)
+    assert found == {"zipped": "1.0", "folder": "2.0", "wheely": "4.0"}
+
+
+def test_develop_install_is_found_through_its_pth_line_not_its_egg_link(fake_env, tmp_path):
+    """setup.py develop's easy-install.pth line finds the project; an .egg-link alone does not."""
+    for name in ("devproj", "orphan"):
+        info = tmp_path / name / f"{name}.egg-info"
+        info.mkdir(parents=True)
+        (info / "PKG-INFO").write_text(f"Name: {name}\nVersion: 1.0\n")
+        (fake_env.path / f"{name}.egg-link").write_text(f"{tmp_path / name}\n.")
+    (fake_env.path / "easy-install.pth").write_text(f"{tmp_path / 'devproj'}\n")
+    assert scan_installed([str(fake_env.path)]).distributions() == {"devproj": "1.0"}
+
+
+def test_pth_lines_are_relative_to_the_pth_file_and_missing_ones_ignored(
+    fake_env, tmp_path, monkeypatch
+):
+    """Relative lines start at the .pth's directory, not the working one; missing paths add none."""
+    extra = FakeEnvironment(tmp_path / "extra")
+    extra.install("extra-pkg", "0.7")
+    monkeypatch.chdir(extra.path)  # were lines taken from here, "missing" below would not be
+    (fake_env.path / "a.pth").write_text(
+        "# comment\n\n../extra\n../missing\n/no/such/dir\nsqlparse.egg\n"
+    )
+    scan = scan_installed([str(fake_env.path)])
+    assert scan.distributions() == {"extra-pkg": "0.7"}
+    assert scan.skipped() == ()
+    assert [d.path for d in scan.directories] == [str(fake_env.path), str(extra.path)]
+
+
+def test_import_lines_in_a_pth_are_never_run(fake_env, tmp_path):
+    """An 'import' line is neither executed nor taken as a path; the lines after it still count."""
+    marker = tmp_path / "ran"
+    extra = FakeEnvironment(tmp_path / "extra")
+    extra.install("after-import", "1")
+    (fake_env.path / "hook.pth").write_text(
+        f"import os; os.mkdir({str(marker)!r})\n"
+        f"import\tos; os.mkdir({str(marker)!r})\n"
+        f"{extra.path}\n"
+    )
+    scan = scan_installed([str(fake_env.path)])
+    assert not marker.exists()
+    assert scan.distributions() == {"after-import": "1"}
+    assert len(scan.directories) == 2
+
+
+def test_pth_paths_come_right_after_their_site_directory_and_once(fake_env, tmp_path):
+    """Named paths follow their site directory (first wins); a path given again is not rescanned."""
+    named = FakeEnvironment(tmp_path / "named")
+    named.install("six", "2.0")
+    later = FakeEnvironment(tmp_path / "later")
+    later.install("six", "1.0")
+    (fake_env.path / "x.pth").write_text(f"{named.path}\n{named.path}\n")
+    scan = scan_installed([str(fake_env.path), str(later.path), str(named.path)])
+    assert scan.distributions() == {"six": "2.0"}
+    assert [d.path for d in scan.directories] == [
+        str(p) for p in (fake_env.path, named.path, later.path)
+    ]
+
+
+def test_pth_in_a_directory_not_named_as_a_site_directory_is_not_read(tmp_path):
+    """Only site-packages and dist-packages have their .pth files read, as site.py does."""
+    named = FakeEnvironment(tmp_path / "named")
+    named.install("named", "1")
+    plain = FakeEnvironment(tmp_path / "lib")
+    (plain.path / "x.pth").write_text(f"{named.path}\n")
+    debian = FakeEnvironment(tmp_path / "dist-packages")
+    (debian.path / "x.pth").write_text(f"{named.path}\n")
+    assert scan_installed([str(plain.path)]).distributions() == {}
+    assert scan_installed([str(debian.path)]).distributions() == {"named": "1"}
+
+
+def test_vendored_metadata_inside_a_package_is_not_found(fake_env):
+    """setuptools/_vendor and pkg_resources/_vendor dist-infos are not installed distributions."""
+    fake_env.install("setuptools", "80.0")
+    for vendor in ("setuptools/_vendor", "pkg_resources/_vendor", "pkg/_vendor/deeper"):
+        FakeEnvironment(fake_env.path / vendor).install("packaging", "24.0")
+    assert scan_installed([str(fake_env.path)]).distributions() == {"setuptools": "80.0"}
+    assert importlib_finds([fake_env.path]) == {"setuptools": "80.0"}
+
+
+def zip_bytes():
+    """A valid egg's bytes, for breaking."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as egg:
+        egg.writestr("EGG-INFO/PKG-INFO", "Name: broken\nVersion: 1\n")
+    return buffer.getvalue()
+
+
+def patched(data, at, value):
+    """``data`` with ``value`` written at offset ``at``."""
+    return data[:at] + value + data[at + len(value) :]
+
+
+def end_record(data):
+    """The offset of a zip's end-of-central-directory record."""
+    return data.rindex(b"PK\x05\x06")
+
+
+def unsupported_compression(data):
+    """The egg with its member's compression method set to 99 in the central directory."""
+    return patched(data, data.rindex(b"PK\x01\x02") + 10, struct.pack("<H", 99))
+
+
+def huge_directory(data):
+    """The egg's end record claiming a 64 MiB central directory."""
+    return patched(data, end_record(data) + 12, struct.pack("<L", 64 << 20))
+
+
+def zip64_locator(data):
+    """The egg with a zip64 end locator before its end record."""
+    at = end_record(data)
+    return data[:at] + b"PK\x06\x07" + bytes(16) + data[at:]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda data: b"not a zip at all", "not a zip file"),
+        (lambda data: data[:30], "not a zip file"),
+        (lambda data: data.replace(b"PK\x01\x02", b"XX\x01\x02"), "not a readable zip"),
+        (lambda data: patched(data, end_record(data) + 16, b"\xff\xff\xff\x7f"), "cannot read"),
+        (unsupported_compression, "cannot read"),
+        (huge_directory, "central directory larger than"),
+        (zip64_locator, "zip64"),
+        (
+            lambda data: data.replace(b"EGG-INFO/PKG-INFO", b"EGG-INFO/OTHER-AA"),
+            "not in the archive",
+        ),
+    ],
+)
+def test_broken_zipped_egg_is_one_skipped_entry(fake_env, make, reason):
+    """A broken egg named in easy-install.pth is skipped with its reason, once per change."""
+    fake_env.install("good", "1.0")
+    egg = fake_env.path / "broken-1-py3.11.egg"
+    egg.write_bytes(make(zip_bytes()))
+    (fake_env.path / "easy-install.pth").write_text(f"./{egg.name}\n")
+    later = time.time() + 10
+    scan = scan_installed([str(fake_env.path)], clock=lambda: later)
+    assert scan.distributions() == {"good": "1.0"}
+    (skipped,) = scan.skipped()
+    assert reason in skipped.reason
+    assert skipped.path.startswith(str(egg))
+    again = scan_installed([str(fake_env.path)], scan, clock=lambda: later)
+    assert (again.directories_read, again.skipped()) == (0, (skipped,))  # a stat, not a reread
+
+
+def test_an_egg_that_is_a_fifo_does_not_hang_the_scan(fake_env):
+    """A named pipe planted as an egg (a plain open would block) is skipped at once."""
+    os.mkfifo(fake_env.path / "trap-1.egg")
+    (fake_env.path / "easy-install.pth").write_text("./trap-1.egg\n")
+    (skipped,) = scan_installed([str(fake_env.path)]).skipped()
+    assert skipped.reason == "not a regular file"
+
+
+def test_a_file_on_the_path_that_is_no_zip_is_passed_over_as_importlib_does(tmp_path):
+    """A non-zip file not named as an egg is no distribution and no skipped entry."""
+    (tmp_path / "notes.txt").write_text("hello\n")
+    scan = scan_installed([str(tmp_path / "notes.txt")])
+    assert (scan.distributions(), scan.skipped()) == ({}, ())
+    assert importlib_finds([tmp_path / "notes.txt"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("plant", "reason"),
+    [
+        (lambda path: os.mkfifo(path), "not a regular file"),
+        (lambda path: path.mkdir(), "not a regular file"),
+        (lambda path: path.write_bytes(b"/tmp/\xff\xfe\n"), "not valid UTF-8"),
+        (lambda path: os.symlink("/dev/zero", path), "not a regular file"),
+        (lambda path: os.symlink(path.with_name("gone"), path), "cannot read"),
+    ],
+)
+def test_an_unreadable_pth_is_one_skipped_entry(fake_env, plant, reason):
+    """A .pth that is a FIFO, a directory, a device, dangling or not UTF-8 is skipped, not fatal."""
+    fake_env.install("good", "1.0")
+    plant(fake_env.path / "bad.pth")
+    scan = scan_installed([str(fake_env.path)])
+    assert scan.distributions() == {"good": "1.0"}
+    (skipped,) = scan.skipped()
+    assert reason in skipped.reason
+    assert skipped.path == str(fake_env.path / "bad.pth")
+
+
+def test_pth_reads_are_bounded_in_bytes_and_lines(fake_env, tmp_path):
+    """Past MAX_PTH_LINES lines or MAX_PTH_BYTES bytes a .pth is not read: one skipped entry."""
+    first, last = FakeEnvironment(tmp_path / "first"), FakeEnvironment(tmp_path / "last")
+    first.install("first", "1")
+    last.install("last", "1")
+    (fake_env.path / "lines.pth").write_text(
+        f"{first.path}\n" + "#\n" * MAX_PTH_LINES + f"{last.path}\n"
+    )
+    (fake_env.path / "bytes.pth").write_text(
+        f"{first.path}\n" + "#" * MAX_PTH_BYTES + f"\n{last.path}\n"
+    )
+    scan = scan_installed([str(fake_env.path)])
+    assert scan.distributions() == {"first": "1"}
+    assert sorted(s.reason.split(":")[0] for s in scan.skipped()) == [
+        f"longer than {MAX_PTH_BYTES} bytes",
+        f"more than {MAX_PTH_LINES} lines",
+    ]
+
+
+def test_unchanged_eggs_and_pth_files_are_not_read_again(fake_env):
+    """An old site directory, egg and .pth cost a stat each on a rescan; a rewritten egg is read."""
+    egg = make_egg(fake_env.path / "eggpkg-1.0-py3.11.egg")
+    (fake_env.path / "easy-install.pth").write_text(f"./{egg.name}\n")
+    for path in (egg, fake_env.path / "easy-install.pth", fake_env.path):
+        age(path)
+    first = scan_installed([str(fake_env.path)])
+    assert (first.directories_read, first.pth_read) == (2, 1)
+    second = scan_installed([str(fake_env.path)], first)
+    assert (second.directories_read, second.pth_read) == (0, 0)
+    assert second.distributions() == {"eggpkg": "1.0"}
+    make_egg(egg, version="1.1")  # an upgrade in place: the egg's mtime changes
+    third = scan_installed([str(fake_env.path)], second)
+    assert (third.directories_read, third.pth_read) == (1, 0)
+    assert third.distributions() == {"eggpkg": "1.1"}
+
+
+def test_pth_rewritten_in_place_is_read_again(fake_env, tmp_path):
+    """easy_install rewrites easy-install.pth in place (no directory mtime change): still seen."""
+    one, two = FakeEnvironment(tmp_path / "one"), FakeEnvironment(tmp_path / "two")
+    one.install("one", "1")
+    two.install("two", "2")
+    pth = fake_env.path / "easy-install.pth"
+    pth.write_text(f"{one.path}\n")
+    for path in (pth, fake_env.path, one.path, two.path):
+        age(path)
+    first = scan_installed([str(fake_env.path)])
+    directory_mtime = os.stat(fake_env.path).st_mtime_ns
+    pth.write_text(f"{one.path}\n{two.path}\n")
+    age(pth, 1800)
+    assert os.stat(fake_env.path).st_mtime_ns == directory_mtime
+    second = scan_installed([str(fake_env.path)], first)
+    assert (second.directories_read, second.pth_read) == (1, 1)  # the .pth, and "two" first seen
+    assert second.distributions() == {"one": "1", "two": "2"}

@@ -15,7 +15,7 @@ from support import tool
 
 from monitoring.dashboard import fleet_dashboard
 from monitoring.render import rendered_files
-from monitoring.rules import rule_groups
+from monitoring.rules import IN_TARGET, TARGET_MATCHER, rule_groups
 from monitoring.settings import DEFAULT_SELECTOR, Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,8 +23,15 @@ CUSTOM = 'job="myapp"'
 # The exporter's own metric names: every selector of one must carry the mixin's selector.
 EXPORTER_METRIC = re.compile(
     r"\b(up|build_info|python_info|platform_info|module_info|module_vulnerability_info|"
-    r"python_end_of_life_timestamp_seconds|process_start_time_seconds|status_exporter_\w+)"
+    r"module_fix_info|target_info|python_end_of_life_timestamp_seconds|"
+    r"process_start_time_seconds|status_exporter_\w+)"
     r"(\{[^}]*\})?"
+)
+# The series that carry target="<name>" on a daemon with targets.
+PER_TARGET = re.compile(
+    r"\b(build_info|python_info|module_info|module_vulnerability_info|module_fix_info|"
+    r"python_end_of_life_timestamp_seconds|status_exporter_modules(_skipped|_dropped)?|"
+    r"status_exporter_vulnerabilities|target_info|status_exporter_target_errors_total)\{"
 )
 
 
@@ -100,7 +107,7 @@ def test_generated_rules_pass_promtool(tmp_path, selector):
         ["test", "rules", "rules.test.yml"],
     ):
         done = subprocess.run(
-            [promtool, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+            [promtool, *args], cwd=tmp_path, capture_output=True, text=True, timeout=240
         )
         assert done.returncode == 0, (args, done.stdout + done.stderr)
         assert "SUCCESS" in done.stdout + done.stderr
@@ -129,3 +136,53 @@ def test_dashboard_settings_are_applied():
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     json.dumps(dashboard)  # serialisable as it is
+
+
+def test_recording_rules_of_per_target_series_group_by_job_and_target():
+    """Every aggregation in a rule over per-target series keeps job and target: drift per target."""
+    rules = [r for g in rule_groups(Settings()) for r in g["rules"] if "record" in r]
+    checked = 0
+    for rule in rules:
+        if not PER_TARGET.search(rule["expr"]):
+            continue
+        groupings = re.findall(r"\bby \(([^)]*)\)", rule["expr"])
+        assert groupings, rule["record"]
+        for grouping in groupings:
+            assert {"job", "target"} <= {label.strip() for label in grouping.split(",")}, rule
+        checked += 1
+    assert checked == 4
+
+
+def test_alerts_on_per_target_series_name_the_target():
+    """An alert whose series can carry a target says which in its summary; drift runbooks too."""
+    groups = rule_groups(Settings())
+    recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    per_target = [
+        a
+        for a in alerts
+        if PER_TARGET.search(a["expr"]) or any(name in a["expr"] for name in recorded)
+    ]
+    assert len(per_target) >= 10
+    for alert in per_target:
+        assert "$labels.target" in alert["annotations"]["summary"], alert["alert"]
+    drift = [a for a in alerts if a["expr"].split(" ")[0] in recorded]
+    assert [a["alert"] for a in drift] == [
+        "ModuleVersionDrift",
+        "PythonVersionDrift",
+        "CommitDrift",
+    ]
+    for alert in drift:
+        assert IN_TARGET in alert["annotations"]["summary"], alert["alert"]
+        assert TARGET_MATCHER in alert["annotations"]["runbook"], alert["alert"]
+
+
+def test_the_unreadable_target_alert_follows_its_setting():
+    """StatusExporterTargetUnreadable reads the target error counter for target_unreadable_for."""
+    groups = rule_groups(Settings(selector=CUSTOM, target_unreadable_for="42m"))
+    (alert,) = [
+        r for g in groups for r in g["rules"] if r.get("alert") == "StatusExporterTargetUnreadable"
+    ]
+    assert alert["expr"] == f"increase(status_exporter_target_errors_total{{{CUSTOM}}}[15m]) > 0"
+    assert alert["for"] == "42m"
+    assert alert["labels"] == {"severity": "warning"}

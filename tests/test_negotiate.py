@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.negotiate import accepts_gzip, wants_openmetrics
+from exporter.negotiate import accepts_gzip, prefers_json, wants_openmetrics
 
 PROMETHEUS_2 = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -48,3 +48,23 @@ def test_openmetrics_negotiation(accept, expected):
 def test_gzip_negotiation(encoding, expected):
     """gzip is used when Accept-Encoding allows it with a q above zero."""
     assert accepts_gzip(encoding) is expected
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("", False),
+        ("*/*", False),
+        ("application/json", True),
+        ("APPLICATION/JSON", True),
+        ("application/json, text/plain, */*", True),
+        ("text/html, application/json", True),
+        ("text/plain, application/json;q=0.5", False),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
+        ("application/json;q=0", False),
+        ("application/*", False),
+    ],
+)
+def test_json_preference(accept, expected):
+    """JSON is preferred when named explicitly and ranked no lower than plain text or HTML."""
+    assert prefers_json(accept) is expected

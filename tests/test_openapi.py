@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from openapi_spec_validator import validate
 from support import Daemon, env_config
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "exporter" / "openapi.json"
+OSV = Path(__file__).resolve().parent / "data" / "osv"
 
 
 def test_document_is_valid_openapi_3_1():
@@ -33,15 +35,26 @@ async def test_served_document_is_the_repository_file_and_covers_every_route(
     assert routes - {"/"} == documented  # the landing page is for people, not the API
 
 
-async def test_status_responses_match_the_schema(fake_env, start_client):
-    """The JSON status validates against the document's Status schema, hostile data included."""
+@pytest.mark.parametrize("advisories", ["none", "loaded", "missing"])
+async def test_status_responses_match_the_schema(fake_env, start_client, tmp_path, advisories):
+    """The JSON status validates against the document's Status schema, hostile data included,
+    without a database, with findings, and with a database that did not load."""
     from jsonschema import Draft202012Validator
 
     fake_env.install_raw("x", b'Name: we"ird\\name\nVersion: 1.0<b>\n')
-    schema = json.loads(DOCUMENT.read_text())
-    status_schema = schema["components"]["schemas"]["Status"]
-    client = await start_client(env_config(fake_env))
+    fake_env.install("aiohttp", "3.7.3")
+    document = json.loads(DOCUMENT.read_text())
+    # The Status schema, its references resolved within the whole document.
+    status_schema = {"$ref": "#/components/schemas/Status", "components": document["components"]}
+    sections = {
+        "none": {},
+        "loaded": {"advisories": {"paths": [str(OSV)]}},
+        "missing": {"advisories": {"paths": [str(tmp_path / "gone.zip")]}},
+    }[advisories]
+    client = await start_client(env_config(fake_env, **sections))
     body = await (await client.get("/api/v1/status/")).json()
+    if advisories == "loaded":
+        assert body["vulnerabilities"]
     Draft202012Validator(
         status_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
     ).validate(body)
@@ -51,7 +64,8 @@ def test_schemathesis_finds_no_issue_against_the_live_daemon(fake_env, tmp_path)
     """schemathesis, with every check, finds no response that breaks the contract."""
     fake_env.install("django", "4.2.1")
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"modules": {"paths": [str(fake_env.path)]}}))
+    targets = {"environments": [{"name": "web", "paths": [str(fake_env.path)]}]}
+    config.write_text(json.dumps({"modules": {"paths": [str(fake_env.path)]}, "targets": targets}))
     schemathesis = shutil.which("schemathesis", path=str(Path(sys.executable).parent))
     assert schemathesis, "schemathesis is a test dependency"
     with Daemon(config) as daemon:

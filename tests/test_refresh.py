@@ -26,9 +26,9 @@ def test_diff_classifies_every_change():
     ]
 
 
-def snapshot_only(snapshot, stats, previous):
+def snapshot_only(host, stats, previous):
     """A publish function that renders nothing, to test the refresher alone."""
-    return (snapshot.modules, stats.refreshes)
+    return (host.own.modules, stats.refreshes)
 
 
 async def test_changes_are_counted_and_logged_once(fake_env, caplog):
@@ -49,6 +49,8 @@ async def test_changes_are_counted_and_logged_once(fake_env, caplog):
         "upgraded": 1,
         "downgraded": 0,
         "changed": 0,
+        "excluded": 0,
+        "included": 0,
     }
     changes = [
         (r.getMessage(), r.package, r.old, r.new) for r in caplog.records if hasattr(r, "package")
@@ -144,10 +146,10 @@ async def test_a_reload_recorded_during_a_refresh_is_not_lost(fake_env):
     rendering, release = threading.Event(), threading.Event()
     release.set()
 
-    def slow_publish(snapshot, stats, previous):
+    def slow_publish(host, stats, previous):
         rendering.set()
         release.wait(10)
-        return snapshot_only(snapshot, stats, previous)
+        return snapshot_only(host, stats, previous)
 
     refresher = Refresher(env_config(fake_env), publish=slow_publish, sources=quiet_sources())
     assert await refresher.refresh_now()
@@ -162,3 +164,32 @@ async def test_a_reload_recorded_during_a_refresh_is_not_lost(fake_env):
     assert await refresher.refresh_now()
     assert refresher.published.stats.config_reload_successful is False
     refresher.close()
+
+
+async def test_a_module_excluded_by_a_reload_is_not_called_removed(fake_env, caplog):
+    """A reload that excludes an installed module logs and counts it as excluded, and as
+    included when a later reload publishes it again; nothing is counted as removed."""
+    fake_env.install("keep", "1.0")
+    fake_env.install("hidden", "2.0")
+    refresher = Refresher(env_config(fake_env), publish=snapshot_only, sources=quiet_sources())
+    assert await refresher.refresh_now()
+    caplog.set_level(logging.INFO, logger="exporter.refresh")
+    refresher.reconfigure(
+        env_config(fake_env, modules={"paths": [str(fake_env.path)], "exclude": ["hid*"]})
+    )
+    assert await refresher.refresh_now()
+    assert dict(refresher.published.snapshot.modules) == {"keep": "1.0"}
+    refresher.reconfigure(env_config(fake_env))
+    assert await refresher.refresh_now()
+    counts = dict(refresher.stats.changes)
+    assert (counts["excluded"], counts["included"], counts["removed"], counts["added"]) == (
+        1,
+        1,
+        0,
+        0,
+    )
+    messages = [r.getMessage() for r in caplog.records if getattr(r, "package", None) == "hidden"]
+    assert messages == [
+        "module excluded: still installed, no longer published (modules.include/exclude/max)",
+        "module included: published again (modules.include/exclude/max)",
+    ]

@@ -59,6 +59,8 @@ def test_both_formats_carry_every_fact(fake_env):
         "upgraded",
         "downgraded",
         "changed",
+        "excluded",
+        "included",
     }
     assert "every 60 seconds" in text["module_info"].documentation
 

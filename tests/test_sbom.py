@@ -1,9 +1,12 @@
-"""The live SBOM: strict CycloneDX 1.6, the same components as cyclonedx-py, revisions."""
+"""The live SBOM: strict CycloneDX 1.6, the same components and dependency graph as
+cyclonedx-py, SPDX licences, revisions."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -12,9 +15,12 @@ from pathlib import Path
 import pytest
 from support import FakeEnvironment, env_config, refresh
 
+from exporter.collectors.platform import collect_platform
+from exporter.collectors.python import collect_python
 from exporter.config import Config, ModulesConfig
-from exporter.render.sbom import CONTENT_TYPE, purl
-from exporter.snapshot import Identity, take_snapshot
+from exporter.render.dependencies import marker_environment
+from exporter.render.sbom import CONTENT_TYPE, SbomDocument, purl
+from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
 
 OSV = Path(__file__).resolve().parent / "data" / "osv"
 
@@ -37,6 +43,26 @@ def install_with_license(env: FakeEnvironment, name: str, version: str, headers:
     )
 
 
+def install_requiring(env: FakeEnvironment, name: str, version: str, *requires: str) -> None:
+    """Install ``name`` with these Requires-Dist lines in its METADATA header."""
+    install_with_license(env, name, version, "".join(f"Requires-Dist: {r}\n" for r in requires))
+
+
+def sbom_of(snapshot: Snapshot) -> dict:
+    """The snapshot's SBOM, validated."""
+    return validate(SbomDocument(snapshot).body)
+
+
+def graph_of(sbom: dict) -> dict[str, set[str]]:
+    """Library component name -> the names of the components its entry depends on."""
+    names = {c["bom-ref"]: c["name"] for c in sbom["components"] if c["type"] == "library"}
+    return {
+        names[entry["ref"]]: {names[ref] for ref in entry.get("dependsOn", ())}
+        for entry in sbom["dependencies"]
+        if entry["ref"] in names
+    }
+
+
 async def test_the_sbom_is_strict_cyclonedx_with_components_and_licences(fake_env, start_client):
     """Components carry name, version, purl and licences; the interpreter has its CPE."""
     install_with_license(fake_env, "Django", "4.2.1", "License-Expression: BSD-3-Clause")
@@ -53,7 +79,7 @@ async def test_the_sbom_is_strict_cyclonedx_with_components_and_licences(fake_en
     sbom = validate(await response.read())
     components = {c["name"]: c for c in sbom["components"]}
     assert components["Django"]["purl"] == "pkg:pypi/django@4.2.1"
-    assert components["Django"]["licenses"] == [{"expression": "BSD-3-Clause"}]
+    assert components["Django"]["licenses"] == [{"license": {"id": "BSD-3-Clause"}}]
     assert components["zope.interface"]["licenses"] == [{"license": {"id": "MIT"}}]
     assert components["oddlib"]["purl"] == "pkg:pypi/oddlib@1.0%2Blocal.1"
     assert components["oddlib"]["licenses"] == [{"license": {"name": "Custom Licence v2"}}]
@@ -143,34 +169,80 @@ async def test_gzip_head_and_redaction(fake_env, start_client):
     assert "redact.modules" in (await withheld.json())["error"]
 
 
-def test_components_equal_what_cyclonedx_py_reports(tmp_path):
-    """For one real venv, (name, version, purl) of our components equal cyclonedx-py's."""
+# name, version, Requires-Dist: extras, true markers, a URL requirement, a requirement on
+# itself, names written unnormalised, requirements not installed, and a cycle.
+REAL_VENV = [
+    ("Django", "4.2.1", ["asgiref<4,>=3.6.0", "sqlparse>=0.3.1", 'bcrypt; extra == "bcrypt"']),
+    (
+        "asgiref",
+        "3.7.2",
+        ['typing_extensions>=4; python_version >= "3"', "pytest; extra == 'tests'"],
+    ),
+    ("sqlparse", "0.4.4", []),
+    ("typing_extensions", "4.9.0", []),
+    ("zope.interface", "6.1", ["setuptools"]),
+    (
+        "Foo.Bar_baz",
+        "1.0+local.1",
+        [
+            "ZOPE.Interface>=5",
+            "not-installed>=1",
+            'foo-bar-baz[all]; extra == "everything"',
+            "certifi @ https://example.invalid/certifi-1.tar.gz ; python_version >= '3'",
+        ],
+    ),
+    (
+        "requests",
+        "2.31.0",
+        [
+            "charset-normalizer<4,>=2",
+            "idna<4,>=2.5",
+            "urllib3<3,>=1.21.1",
+            "certifi>=2017.4.17",
+            'PySocks!=1.5.7,>=1.5.6; extra == "socks"',
+            'chardet<6,>=3.0.2; extra == "use-chardet-on-py3"',
+        ],
+    ),
+    ("charset-normalizer", "3.3.2", []),
+    ("idna", "3.6", []),
+    (
+        "urllib3",
+        "2.1.0",
+        ['brotli>=1.0.9; platform_python_implementation == "CPython" and extra == "brotli"'],
+    ),
+    ("certifi", "2023.11.17", []),
+    ("PySocks", "1.7.1", []),
+    ("cycle-a", "1.0", ["cycle-b"]),
+    ("cycle-b", "1.0", ["cycle-a>=1"]),
+]
+
+
+@pytest.fixture(scope="module")
+def real_venv(tmp_path_factory) -> tuple[dict, dict]:
+    """A real venv holding REAL_VENV: (cyclonedx-py environment's SBOM of it, ours)."""
     cyclonedx_py = shutil.which("cyclonedx-py", path=str(Path(sys.executable).parent))
     assert cyclonedx_py, "cyclonedx-bom is a test dependency"
-    venv = tmp_path / "venv"
+    venv = tmp_path_factory.mktemp("sbom") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (site,) = venv.glob("lib/python3*/site-packages")
     env = FakeEnvironment(site)
-    for name, version in [
-        ("Django", "4.2.1"),
-        ("typing_extensions", "4.9.0"),
-        ("zope.interface", "6.1"),
-        ("Foo.Bar_baz", "1.0+local.1"),
-        ("requests", "2.31.0"),
-    ]:
-        env.install(name, version)
+    for name, version, requires in REAL_VENV:
+        install_requiring(env, name, version, *requires)
     done = subprocess.run(
         [cyclonedx_py, "environment", str(venv / "bin" / "python")],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # the venv's path only
     )
-    theirs = {(c["name"], c["version"], c["purl"]) for c in json.loads(done.stdout)["components"]}
-    snapshot = take_snapshot(env_config(env), Identity.new())
-    from exporter.render.sbom import SbomDocument
+    return json.loads(done.stdout), sbom_of(take_snapshot(env_config(env), Identity.new()))
 
-    ours_doc = validate(SbomDocument(snapshot).body)
+
+def test_components_equal_what_cyclonedx_py_reports(real_venv):
+    """For one real venv, (name, version, purl) of our components equal cyclonedx-py's."""
+    theirs_doc, ours_doc = real_venv
+    theirs = {(c["name"], c["version"], c["purl"]) for c in theirs_doc["components"]}
     ours = {
         (c["name"], c["version"], c["purl"])
         for c in ours_doc["components"]
@@ -180,18 +252,236 @@ def test_components_equal_what_cyclonedx_py_reports(tmp_path):
     assert purl("Foo.Bar_baz", "1.0+local.1") == "pkg:pypi/foo.bar-baz@1.0%2Blocal.1"
 
 
+def test_the_dependency_graph_equals_what_cyclonedx_py_reports(real_venv):
+    """For one real venv, component -> the components it requires equals cyclonedx-py's graph:
+    installed requirements only, extras' included, none on itself."""
+    theirs_doc, ours_doc = real_venv
+    theirs = graph_of(theirs_doc)
+    ours = graph_of(ours_doc)
+    assert ours == theirs
+    assert ours["requests"] == {"charset-normalizer", "idna", "urllib3", "certifi", "PySocks"}
+    assert ours["Foo.Bar_baz"] == {"zope.interface", "certifi"}
+
+
+def test_every_component_has_one_entry_reachable_from_the_application(real_venv):
+    """Each component has exactly one dependencies entry, every ref names a component, and
+    every component is reachable from metadata.component (the cycle included)."""
+    _, sbom = real_venv
+    refs = {c["bom-ref"] for c in sbom["components"]} | {"application"}
+    entries = [entry["ref"] for entry in sbom["dependencies"]]
+    assert sorted(entries) == sorted(refs)
+    graph = {e["ref"]: e.get("dependsOn", []) for e in sbom["dependencies"]}
+    assert all(ref in refs for deps in graph.values() for ref in deps)
+    seen, stack = set(), ["application"]
+    while stack:
+        ref = stack.pop()
+        if ref not in seen:
+            seen.add(ref)
+            stack.extend(graph[ref])
+    assert seen == refs
+    assert graph["application"][0] == "python-interpreter"
+    top = {ref.split("/")[-1] for ref in graph["application"][1:]}
+    assert top == {"django@4.2.1", "foo.bar-baz@1.0%2Blocal.1", "requests@2.31.0", "cycle-a@1.0"}
+
+
+MARKED = [
+    'tomli>=1; python_version < "3.11"',
+    'colorama; sys_platform == "win32"',
+    'uvloop; sys_platform != "win32" and platform_python_implementation == "CPython"',
+    'speedups; extra == "fast" and sys_platform == "win32"',
+    'extras-only; extra == "fast"',
+    'kept; python_version <<< "3"',  # cannot be parsed: kept, as cyclonedx-py keeps every one
+    'url-dep @ https://example.invalid/a;b/url-dep-1.tar.gz ; python_version < "3"',
+]
+
+
+def install_marked(env: FakeEnvironment) -> None:
+    """``app`` requiring MARKED, and every requirement installed."""
+    install_requiring(env, "app", "1.0", *MARKED)
+    for name in ("tomli", "colorama", "uvloop", "speedups", "extras-only", "kept", "url-dep"):
+        env.install(name, "1.0")
+
+
+def windows_uname() -> platform.uname_result:
+    """A Windows host's uname."""
+    return platform.uname_result("Windows", "host", "10", "10.0.19045", "AMD64")
+
+
+@pytest.mark.parametrize(
+    ("python", "uname", "expected"),
+    [
+        ("this", None, {"uvloop", "extras-only", "kept"}),
+        ("3.9.18", None, {"tomli", "uvloop", "extras-only", "kept"}),
+        ("this", windows_uname, {"colorama", "speedups", "extras-only", "kept"}),
+    ],
+)
+def test_markers_are_evaluated_for_the_inspected_python_and_host(tmp_path, python, uname, expected):
+    """A requirement whose marker is false for the inspected venv's Python (its pyvenv.cfg's
+    version, not the exporter's) or for the host's platform is no dependency."""
+    if python == "this":
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        (site,) = venv.glob("lib/python3*/site-packages")
+    else:  # another Python's venv, as test_other_environment lays one out
+        site = tmp_path / "venv39" / "lib" / "python3.9" / "site-packages"
+        site.mkdir(parents=True)
+        (tmp_path / "venv39" / "pyvenv.cfg").write_text(
+            f"home = /usr/local/bin\nversion = {python}\nexecutable = /usr/local/bin/python3.9\n"
+        )
+    env = FakeEnvironment(site)
+    install_marked(env)
+    sources = Sources(environ={}, **({"uname": uname} if uname else {}))
+    snapshot = take_snapshot(env_config(env), Identity.new(), sources=sources)
+    assert snapshot.python.version == (python if python != "this" else platform.python_version())
+    assert graph_of(sbom_of(snapshot))["app"] == expected
+
+
+def test_the_marker_environment_of_this_python_is_packagings():
+    """For the running interpreter and host, the marker environment equals packaging's own."""
+    from packaging.markers import default_environment
+
+    ours = marker_environment(collect_python(), collect_platform())
+    assert ours == {**default_environment(), "extra": ""}
+
+
+def test_requirements_come_from_the_header_only(fake_env):
+    """Requires-Dist lines of the header are kept as written; one in the body is not one."""
+    fake_env.install_raw(
+        "lib-1.0",
+        b"Metadata-Version: 2.1\nName: lib\nVersion: 1.0\nRequires-Dist: Dep[x] >=1 ; "
+        b'extra == "y"\nSummary: s\nRequires-Dist: other\nRequires-Dist: bad\xff\n\n'
+        b"Requires-Dist: in-the-body\n",
+    )
+    snapshot = take_snapshot(env_config(fake_env), Identity.new())
+    assert snapshot.packages["lib"].requires == ('Dep[x] >=1 ; extra == "y"', "other")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ("License-Expression: mit", [{"license": {"id": "MIT"}}]),
+        ("License-Expression: bsd-3-clause OR mit", [{"expression": "BSD-3-Clause OR MIT"}]),
+        (
+            "License-Expression: Apache-2.0 WITH llvm-exception",
+            [{"expression": "Apache-2.0 WITH LLVM-exception"}],
+        ),
+        ("License-Expression: LicenseRef-Proprietary", [{"expression": "LicenseRef-Proprietary"}]),
+        ("License-Expression: MIT OR", [{"license": {"name": "MIT OR"}}]),
+        (
+            "License-Expression: MIT\nLicense: Custom\nClassifier: License :: Other",
+            [{"license": {"id": "MIT"}}],
+        ),
+        ("License: MIT", [{"license": {"id": "MIT"}}]),
+        ("License: apache-2.0", [{"license": {"id": "Apache-2.0"}}]),
+        ("License: GPL-2.0-or-later OR MIT", [{"expression": "GPL-2.0-or-later OR MIT"}]),
+        ("License: GPL-2.0+", [{"expression": "GPL-2.0+"}]),
+        ("License: Apache 2.0", [{"license": {"name": "Apache 2.0"}}]),
+        ("License: MIT License", [{"license": {"name": "MIT License"}}]),
+        ("License: BSD", [{"license": {"name": "BSD"}}]),
+        (
+            "Classifier: License :: OSI Approved :: Mozilla Public License 2.0 (MPL 2.0)\n"
+            "Classifier: License :: OSI Approved :: Eclipse Public License 2.0 (EPL-2.0)\n"
+            "Classifier: License :: CC0 1.0 Universal (CC0 1.0) Public Domain Dedication\n"
+            "Classifier: License :: OSI Approved :: The Unlicense (Unlicense)\n"
+            "Classifier: License :: OSI Approved :: Boost Software License 1.0 (BSL-1.0)",
+            [
+                {"license": {"id": "MPL-2.0"}},
+                {"license": {"id": "EPL-2.0"}},
+                {"license": {"id": "CC0-1.0"}},
+                {"license": {"id": "Unlicense"}},
+                {"license": {"id": "BSL-1.0"}},
+            ],
+        ),
+        (
+            "Classifier: License :: OSI Approved :: MIT License\n"
+            "Classifier: License :: OSI Approved :: ISC License (ISCL)\n"
+            "Classifier: License :: OSI Approved :: Python Software Foundation License\n"
+            "Classifier: License :: OSI Approved :: zlib/libpng License",
+            [
+                {"license": {"id": "MIT"}},
+                {"license": {"id": "ISC"}},
+                {"license": {"id": "PSF-2.0"}},
+                {"license": {"id": "Zlib"}},
+            ],
+        ),
+        (
+            "Classifier: License :: OSI Approved :: Apache Software License\n"
+            "Classifier: License :: OSI Approved :: GNU General Public License v3 (GPLv3)\n"
+            "Classifier: License :: OSI Approved :: MIT License\n"
+            "Classifier: License :: OSI Approved :: MIT No Attribution License (MIT-0)",
+            [
+                {"license": {"name": "Apache Software License"}},
+                {"license": {"name": "GNU General Public License v3 (GPLv3)"}},
+                {"license": {"id": "MIT"}},
+                {"license": {"id": "MIT-0"}},
+            ],
+        ),
+    ],
+)
+def test_licences_are_spdx_ids_or_expressions_when_valid_else_names(fake_env, headers, expected):
+    """Valid SPDX (any case) is an id or an expression in the list's spelling; classifiers
+    map where they name one SPDX licence; anything else stays a name."""
+    install_with_license(fake_env, "lib", "1.0", headers)
+    (component,) = [
+        c
+        for c in sbom_of(take_snapshot(env_config(fake_env), Identity.new()))["components"]
+        if c["type"] == "library"
+    ]
+    assert component["licenses"] == expected
+
+
+@pytest.mark.parametrize(
+    ("layout", "prefix"),
+    [
+        ("lib/python3.12/site-packages", ""),
+        ("lib64/python3.12/site-packages", ""),
+        ("lib/python3/dist-packages", ""),
+        ("Lib/site-packages", ""),
+        ("vendor", "vendor"),
+    ],
+)
+def test_without_a_distribution_the_application_is_the_environment(tmp_path, layout, prefix):
+    """Without app.distribution, metadata.component is python-environment:<the environment's
+    directory>, the same on every refresh and host, with no version unless app.version."""
+    env = FakeEnvironment(tmp_path / "env" / layout)
+    env.install("requests", "2.31.0")
+    config = env_config(env)
+    first = sbom_of(take_snapshot(config, Identity.new()))["metadata"]["component"]
+    expected = f"python-environment:{os.path.abspath(tmp_path / 'env' / prefix)}"
+    assert first["name"] == expected
+    assert "version" not in first
+    assert "purl" not in first
+    assert first["description"].endswith(f" environment at {expected.partition(':')[2]}")
+    other_host = Sources(environ={}, uname=windows_uname)
+    again = sbom_of(take_snapshot(config, Identity.new(), sources=other_host))
+    assert again["metadata"]["component"]["name"] == expected
+    versioned = env_config(env, app={"version": "2.0"})
+    component = sbom_of(take_snapshot(versioned, Identity.new()))["metadata"]["component"]
+    assert (component["name"], component["version"]) == (expected, "2.0")
+
+
+def test_a_distribution_not_installed_names_the_application_without_a_version(fake_env):
+    """app.distribution names the application; with no version known, none is written."""
+    fake_env.install("requests", "2.31.0")
+    sbom = sbom_of(
+        take_snapshot(env_config(fake_env, app={"distribution": "myapp"}), Identity.new())
+    )
+    assert sbom["metadata"]["component"]["name"] == "myapp"
+    assert "version" not in sbom["metadata"]["component"]
+
+
 def test_loaded_modules_get_a_purl_only_where_the_distribution_is_known():
     """In loaded mode, a module whose distribution is certain has a purl; others do not."""
     import yaml  # noqa: F401 - loaded on purpose: PyYAML provides it
 
     config = Config(modules=ModulesConfig(source="loaded"))
-    from exporter.render.sbom import SbomDocument
-
     sbom = validate(SbomDocument(take_snapshot(config, Identity.new())).body)
     components = {c["name"]: c for c in sbom["components"] if c["type"] == "library"}
     assert components["yaml"]["purl"].startswith("pkg:pypi/pyyaml@")
     without = [c for c in components.values() if "purl" not in c]
     assert all(c["bom-ref"].startswith("module:") for c in without)
+    assert "dependencies" not in sbom  # loaded modules carry no requirements: unknown, not none
+    assert sbom["metadata"]["component"]["name"] == f"python-environment:{sys.prefix}"
 
 
 @pytest.mark.parametrize("body", ["metrics", "status", "sbom"])
@@ -246,3 +536,20 @@ def test_the_daemon_never_imports_cyclonedx(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_daemon_imports_no_spdx_list_or_marker_parser_until_an_sbom_needs_them():
+    """Starting up (the web app, the CLI) loads neither packaging.licenses nor packaging.markers;
+    rendering an SBOM with a licence and a marker does."""
+    code = (
+        "import sys, exporter.web, exporter.cli, exporter.render.sbom as s\n"
+        "wanted = ('packaging.licenses', 'packaging.markers')\n"
+        "print(any(m in sys.modules for m in wanted))\n"
+        "from exporter.collectors.packages import package_info\n"
+        "s._licenses(package_info(b'License: MIT', 'x'))\n"
+        "from exporter.render.dependencies import dependency_graph\n"
+        "dependency_graph({'a': b'Requires-Dist: b; os_name == \"nt\"', 'b': b''}, {})\n"
+        "print(all(m in sys.modules for m in wanted))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]

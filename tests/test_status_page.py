@@ -6,12 +6,12 @@ import base64
 import hashlib
 import html
 import re
-from pathlib import Path
+import time
 
-from browser import Browser
+from browser import ARTIFACTS, Browser, readme_screenshot
 from support import env_config, tool
+from test_pages_advisories import copy_records, install_vulnerable
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
@@ -82,7 +82,7 @@ async def test_filter_box_narrows_the_table_in_a_real_browser(fake_env, start_cl
         await browser.type_into("#filter", "djan")
         assert await browser.evaluate(visible) == 2
         assert await browser.evaluate("document.getElementById('shown').textContent") == "2 of 6"
-        await browser.screenshot(ARTIFACTS / "status-page-filtered.png")
+        await browser.screenshot(readme_screenshot("status-page.png"))
         await browser.evaluate("document.getElementById('filter').value = ''")
         await browser.type_into("#filter", "2.31")
         assert await browser.evaluate(visible) == 1  # a version matches too: requests 2.31.0
@@ -90,7 +90,7 @@ async def test_filter_box_narrows_the_table_in_a_real_browser(fake_env, start_cl
         assert re.fullmatch(r"(\d+d )?\d+h \d+m \d+s", uptime), uptime
         await browser.evaluate("document.getElementById('filter').value = ''")
         await browser.type_into("#filter", " ")
-        await browser.screenshot(ARTIFACTS / "status-page.png")
+        await browser.screenshot(ARTIFACTS / "status-page-all.png")
         await browser.send(
             "Emulation.setEmulatedMedia",
             features=[{"name": "prefers-color-scheme", "value": "dark"}],
@@ -98,38 +98,40 @@ async def test_filter_box_narrows_the_table_in_a_real_browser(fake_env, start_cl
         background = "getComputedStyle(document.body).backgroundColor"
         assert await browser.evaluate(background) == "rgb(13, 17, 23)"
         await browser.screenshot(ARTIFACTS / "status-page-dark.png")
-    assert (ARTIFACTS / "status-page.png").stat().st_size > 10_000
+    assert (ARTIFACTS / "status-page-all.png").stat().st_size > 10_000
 
 
 async def test_vulnerable_modules_are_marked_and_filterable_in_a_real_browser(
-    fake_env, start_client
+    fake_env, start_client, tmp_path
 ):
-    """Chromium shows the severity and fix of a vulnerable module, and can list only those."""
+    """Chromium shows each vulnerable module's worst severity and its one upgrade, opens it
+    to its findings with their own fixes, and can list only the vulnerable modules."""
     chromium = tool("chromium")
-    fake_env.install("aiohttp", "3.7.3")
-    fake_env.install("evil-pkg", "1.0.0")
-    fake_env.install("requests", "2.31.0")
-    fake_env.install("six", "1.16.0")
-    data = Path(__file__).resolve().parent / "data" / "osv"
-    config = env_config(fake_env, advisories={"paths": [str(data)]})
-    client = await start_client(config)
+    install_vulnerable(fake_env)
+    records = copy_records(tmp_path / "records", modified=time.time() - 3600)  # fresh data
+    client = await start_client(env_config(fake_env, advisories={"paths": [str(records)]}))
     url = str(client.make_url("/api/v1/status/"))
     visible = "[...document.querySelectorAll('#modules tbody tr')].filter(r => !r.hidden)"
+    row = "document.querySelector(\"#modules tr[data-key^='aiohttp ']\")"
     async with Browser(chromium) as browser:
         await browser.open(url)
         marks = await browser.evaluate(
-            "[...document.querySelectorAll('tr[data-vulnerable] .sev')].map(e => e.textContent)"
+            "[...document.querySelectorAll('tr[data-vulnerable] summary .sev')]"
+            ".map(e => e.textContent)"
         )
-        assert sorted(marks) == ["critical", "medium"]
-        aiohttp_row = await browser.evaluate(
-            "[...document.querySelectorAll('#modules tbody tr')]"
-            ".find(r => r.textContent.startsWith('aiohttp')).textContent"
+        assert marks == ["medium", "unknown", "critical", "unknown"]  # aiohttp ... sqlparse
+        assert await browser.evaluate(f"{row}.querySelector('summary').innerText") == (
+            "medium 1 finding: upgrade to 3.7.4"
         )
-        assert "PYSEC-2021-76" in aiohttp_row
-        assert "fixed in 3.7.4" in aiohttp_row
-        assert await browser.evaluate(f"{visible}.length") == 4
-        await browser.evaluate("document.getElementById('vulnerable-only').click()")
+        await browser.click("#modules tr[data-key^='aiohttp '] summary")
+        finding = await browser.evaluate(f"{row}.querySelector('li').innerText")
+        assert finding.startswith("medium PYSEC-2021-76 fixed in 3.7.4"), finding
+        assert await browser.evaluate(f"{visible}.length") == 6
+        await browser.click("#vulnerable-only")
         names = await browser.evaluate(f"{visible}.map(r => r.cells[0].textContent)")
-        assert names == ["aiohttp", "evil-pkg"]
-        assert await browser.evaluate("document.getElementById('shown').textContent") == "2 of 4"
-        await browser.screenshot(ARTIFACTS / "status-page-vulnerable.png")
+        assert names == ["aiohttp", "django", "evil-pkg", "sqlparse"]
+        assert await browser.evaluate("document.getElementById('shown').textContent") == "4 of 6"
+        await browser.click("#modules tr[data-key^='django '] summary")
+        assert await browser.evaluate("document.querySelectorAll('details[open]').length") == 2
+        await browser.evaluate("document.activeElement.blur()")
+        await browser.screenshot(readme_screenshot("status-page-vulnerable.png"), full_page=True)

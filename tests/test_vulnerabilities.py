@@ -12,7 +12,7 @@ from support import env_config, fetch_metrics, refresh
 from exporter.collectors.advisories import load_advisories
 from exporter.collectors.end_of_life import CPYTHON_END_OF_LIFE, python_end_of_life
 from exporter.collectors.python import collect_python
-from exporter.vulnerabilities import match_vulnerabilities
+from exporter.vulnerabilities import match_vulnerabilities, natural_key, vulnerable_modules
 
 DATA = Path(__file__).resolve().parent / "data" / "osv"
 
@@ -80,6 +80,100 @@ def test_severities_and_ignore(database):
     assert {f.module for f in ignored} == {"evil-pkg", "four-score"}
 
 
+def test_one_version_fixes_every_finding_of_a_module(database):
+    """Django 3.2.0's four findings, each fixed in its own 3.2.x, are fixed together only by
+    3.2.25: every finding carries it, and each keeps its own lowest fix."""
+    findings = match_vulnerabilities({"django": "3.2.0"}, database)
+    assert [(f.id, f.fixed) for f in findings] == [
+        ("PYSEC-2021-7", "3.2.1"),
+        ("PYSEC-2021-109", "3.2.5"),
+        ("PYSEC-2021-439", "3.2.10"),
+        ("PYSEC-2024-47", "3.2.25"),
+    ]
+    assert {f.module_fixed for f in findings} == {"3.2.25"}
+    (module,) = vulnerable_modules(findings)
+    assert (module.module, module.version, module.fixed) == ("django", "3.2.0", "3.2.25")
+    assert module.severity == "unknown"
+    assert match_vulnerabilities({"django": "3.2.25"}, database) == ()
+
+
+def test_a_fix_that_another_finding_affects_is_not_offered(database):
+    """Past 3.2.10 only the 2024 finding is left, so its fix is the one offered; on the 4.x
+    line the fix is 4.2.15 (what PYSEC-2024-47 names for 4.2), not a 3.2 release."""
+    assert {f.module_fixed for f in match_vulnerabilities({"django": "3.2.12"}, database)} == {
+        "3.2.25"
+    }
+    (finding,) = match_vulnerabilities({"django": "4.2.0"}, database)
+    assert finding.id == "PYSEC-2024-47"
+    assert finding.module_fixed == finding.fixed
+    assert finding.fixed.startswith("4.2.")
+
+
+def test_no_single_fix_when_one_finding_has_none(database):
+    """A malicious package has no fixed version, so no version fixes its module."""
+    (finding,) = match_vulnerabilities({"evil-pkg": "1.0.0"}, database)
+    assert finding.fixed == ""
+    assert finding.module_fixed == ""
+    assert finding.as_dict()["module_fixed"] is None
+
+
+def test_ids_sort_by_their_numbers():
+    """PYSEC-2021-7 sorts before PYSEC-2021-109, and 2021 before 2022, whatever the length."""
+    ids = ["PYSEC-2022-1", "PYSEC-2021-109", "GHSA-aaaa", "PYSEC-2021-7", "PYSEC-2021-98"]
+    assert sorted(ids, key=natural_key) == [
+        "GHSA-aaaa",
+        "PYSEC-2021-7",
+        "PYSEC-2021-98",
+        "PYSEC-2021-109",
+        "PYSEC-2022-1",
+    ]
+
+
+async def test_the_fix_reaches_the_json_and_the_metrics(fake_env, start_client):
+    """module_fix_info and the JSON's vulnerable_modules name the one version to upgrade to."""
+    fake_env.install("Django", "3.2.0")
+    fake_env.install("aiohttp", "3.7.3")
+    client = await start_client(advisory_config(fake_env))
+    fixes = {
+        s.labels["module"]: s.labels
+        for s in (await fetch_metrics(client))["module_fix_info"].samples
+    }
+    assert fixes == {
+        "aiohttp": {
+            "module": "aiohttp",
+            "version": "3.7.3",
+            "fixed": "3.7.4",
+            "severity": "medium",
+        },
+        "django": {
+            "module": "django",
+            "version": "3.2.0",
+            "fixed": "3.2.25",
+            "severity": "unknown",
+        },
+    }
+    status = await (await client.get("/api/v1/status/")).json()
+    assert status["vulnerable_modules"] == [
+        {
+            "module": "aiohttp",
+            "version": "3.7.3",
+            "fixed": "3.7.4",
+            "severity": "medium",
+            "findings": ["PYSEC-2021-76"],
+        },
+        {
+            "module": "django",
+            "version": "3.2.0",
+            "fixed": "3.2.25",
+            "severity": "unknown",
+            "findings": ["PYSEC-2021-7", "PYSEC-2021-109", "PYSEC-2021-439", "PYSEC-2024-47"],
+        },
+    ]
+    assert {f["module_fixed"] for f in status["vulnerabilities"] if f["module"] == "django"} == {
+        "3.2.25"
+    }
+
+
 def test_end_of_life_table_and_override():
     """3.11 ends on 2027-10-31 by PEP 664; config overrides; PyPy is unknown by default."""
     cpython = collect_python(version="3.11.7", implementation="CPython")
@@ -113,7 +207,7 @@ async def test_metrics_json_and_page_show_the_findings(fake_env, start_client):
         s.labels["severity"]: s.value for s in families["status_exporter_vulnerabilities"].samples
     }
     assert counts == {"critical": 0, "high": 0, "medium": 1, "low": 0, "unknown": 0}
-    assert families["status_exporter_advisories"].samples[0].value == 9
+    assert families["status_exporter_advisories"].samples[0].value == 15
     assert families["status_exporter_advisories_skipped"].samples[0].value == 1
     assert families["status_exporter_advisories_load_errors"].samples[0].value == 0
     newest = families["status_exporter_advisories_newest_timestamp_seconds"].samples[0].value
@@ -146,12 +240,15 @@ async def test_an_upgrade_removes_the_series_at_the_next_refresh(fake_env, start
 
 
 async def test_a_new_database_is_loaded_at_the_next_refresh(fake_env, start_client, tmp_path):
-    """Adding a record to the database makes its finding appear without a restart."""
+    """Adding a record to an empty database folder makes its finding appear without a
+    restart; the empty folder checked nothing, so it had no findings (null), not none."""
     folder = tmp_path / "db"
     folder.mkdir()
     fake_env.install("evil-pkg", "1.0.0")
     client = await start_client(env_config(fake_env, advisories={"paths": [str(folder)]}))
-    assert (await (await client.get("/api/v1/status/")).json())["vulnerabilities"] == []
+    status = await (await client.get("/api/v1/status/")).json()
+    assert status["vulnerabilities"] is None
+    assert "no usable PyPI advisory records" in status["advisories"]["error"]
     (folder / "MAL.json").write_bytes((DATA / "handmade" / "MAL-2024-0001.json").read_bytes())
     await refresh(client)
     found = (await (await client.get("/api/v1/status/")).json())["vulnerabilities"]

@@ -30,6 +30,9 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
 MAX_MEMBERS = 500_000
 MAX_SKIPPED_EXAMPLES = 10
+# Advisory data older than this is stale: the pages mark it, and the mixin's
+# AdvisoryDataStale alert uses the same default (monitoring/settings.py).
+STALE_AFTER_DAYS = 7
 RELEASE_BATCH = 100  # packages freed between two GIL releases
 PAUSE_EVERY_SECONDS = 0.001  # parsing between two GIL releases (each costs ~75 us)
 _RECORD_SUFFIXES = (".json", ".yaml", ".yml")
@@ -66,6 +69,13 @@ class AdvisoryDatabase:
     load_errors: int = 0
     last_error: str | None = None
     failed_stamps: tuple[FileStamp, ...] | None = None
+    # When the failures since the last good load began: since then, that load is in force.
+    failing_since: float | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether any load has succeeded: until one has, nothing was checked."""
+        return self.loaded_at is not None
 
 
 EMPTY_DATABASE = AdvisoryDatabase()
@@ -88,8 +98,8 @@ def load_advisories(
         return EMPTY_DATABASE
     previous = previous or EMPTY_DATABASE
     stamps = stamp_files(paths)
-    if stamps == previous.stamps or stamps == previous.failed_stamps:
-        return previous
+    if (previous.loaded and stamps == previous.stamps) or stamps == previous.failed_stamps:
+        return previous  # an empty folder is never loaded: it is tried once, and fails
     started = perf_counter()
     try:
         loaded = (load or load_in_this_process)(paths)
@@ -99,6 +109,7 @@ def load_advisories(
             load_errors=previous.load_errors + 1,
             last_error=str(exc),
             failed_stamps=stamps,
+            failing_since=previous.failing_since or clock(),
         )
     return replace(
         loaded,
@@ -108,6 +119,7 @@ def load_advisories(
         load_errors=previous.load_errors,
         last_error=None,
         failed_stamps=None,
+        failing_since=None,
     )
 
 
@@ -258,6 +270,11 @@ def _load_all(paths: Sequence[str]) -> AdvisoryDatabase:
             _add_file(builder, path, named=True)
         else:
             raise LoadError(f"{path}: not an OSV file (expected .json, .yaml, .yml or .zip)")
+    if not builder.ids:
+        # A folder or zip with no usable record checks nothing: never a clean bill.
+        where = ", ".join(paths)
+        skipped = f" ({builder.skipped} skipped as unusable)" if builder.skipped else ""
+        raise LoadError(f"{where}: no usable PyPI advisory records{skipped}")
     return builder.build()
 
 

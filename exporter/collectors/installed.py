@@ -1,32 +1,60 @@
-"""Installed distributions, read cheaply from ``*.dist-info`` and ``*.egg-info`` metadata.
+"""Installed distributions, read cheaply from the metadata ``importlib.metadata`` would find.
+
+Each path entry is searched as ``importlib.metadata`` searches it: a directory's
+top-level ``*.dist-info`` and ``*.egg-info`` entries (and its ``EGG-INFO`` when
+it is an ``.egg`` directory); a zip file's, the same way (a zipped egg, see
+eggs.py). A site directory's ``.pth`` files add the paths their path lines name,
+right after it, as site.py adds them to ``sys.path`` (see pth.py): this finds
+eggs named in ``easy-install.pth`` and develop installs, whose project directory
+``setup.py develop`` names there. Its ``.egg-link`` file is not read, as
+``importlib.metadata`` does not read it either. When the paths are an
+interpreter's ``sys.path``, site.py has added those paths already: a path given
+twice is scanned once, where it first appears.
 
 importlib.metadata parses every METADATA file whole (twice, for name and
 version); here only the header lines up to ``Version`` are read, which is what
 makes a refresh of thousands of distributions cost milliseconds.
 
-A directory whose mtime has not changed since the last scan is not read again:
+A path entry whose mtime has not changed since the last scan is not read again:
 installing, upgrading or removing a distribution adds or renames an entry in
-it, which changes its mtime. A directory changed less than ``RACY_SECONDS``
+it, which changes its mtime (a zip is rewritten whole). A ``.pth`` file is
+stat'ed on every scan as well, since easy_install rewrites one in place without
+changing its directory's mtime. An entry changed less than ``RACY_SECONDS``
 before it was scanned is read again next time, since a change within the
 file system's timestamp granularity would otherwise go unseen.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from exporter.collectors.eggs import (
+    ArchiveError,
+    NotAZip,
+    is_egg,
+    metadata_members,
+    open_archive,
+)
 from exporter.collectors.packages import PackageInfo, package_info
+from exporter.collectors.pth import read_pth
+
+if TYPE_CHECKING:
+    import zipfile
 
 RACY_SECONDS = 2.0
 MAX_NAME_LENGTH = 200
 MAX_VERSION_LENGTH = 200
 _HEAD_BYTES = 4096  # most headers end within it, classifiers included
 MAX_HEADER_BYTES = 256 * 1024
+# Where site.py reads .pth files: the site directories, named so on every platform.
+SITE_DIRECTORY_NAMES = frozenset({"site-packages", "dist-packages"})
 _NORMALIZE = re.compile(r"[-_.]+")
 
 
@@ -50,21 +78,40 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class DirectoryScan:
-    """What one directory held when it was scanned, and whether that can be reused."""
+    """What one path entry (a directory or a zip) held when it was scanned, and whether
+    that can be reused; ``pth_names`` are a site directory's ``.pth`` files, sorted."""
 
     path: str
     mtime_ns: int
     reusable: bool
     distributions: tuple[Distribution, ...]
     skipped: tuple[Skipped, ...]
+    pth_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PthScan:
+    """The paths one ``.pth`` file named when it was read, and whether that can be reused."""
+
+    path: str
+    mtime_ns: int
+    reusable: bool
+    paths: tuple[str, ...]
+    skipped: tuple[Skipped, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class InstalledScan:
-    """The scan of every directory, in search order; the input of the next scan."""
+    """The scan of every path entry, in search order; the input of the next scan.
+
+    ``directories_read`` counts the path entries listed or opened, ``pth_read``
+    the ``.pth`` files read; both are 0 when nothing changed.
+    """
 
     directories: tuple[DirectoryScan, ...]
     directories_read: int
+    pth_files: tuple[PthScan, ...] = field(default=())
+    pth_read: int = 0
 
     def distributions(self) -> dict[str, str]:
         """Name -> version; a name in several directories takes the first, as on sys.path."""
@@ -79,8 +126,10 @@ class InstalledScan:
         return found
 
     def skipped(self) -> tuple[Skipped, ...]:
-        """Every entry passed over, over all directories."""
-        return tuple(s for d in self.directories for s in d.skipped)
+        """Every entry passed over, over all directories and ``.pth`` files."""
+        found = [s for d in self.directories for s in d.skipped]
+        found.extend(s for p in self.pth_files for s in p.skipped)
+        return tuple(found)
 
 
 def canonical_name(name: str) -> str:
@@ -94,36 +143,85 @@ def scan_installed(
     *,
     clock: Callable[[], float] = time.time,
 ) -> InstalledScan:
-    """Scan ``paths`` for distributions, reusing ``previous`` for unchanged directories."""
-    earlier = {d.path: d for d in previous.directories} if previous else {}
-    directories: list[DirectoryScan] = []
-    read = 0
-    for path in _unique(paths):
+    """Scan ``paths`` for distributions, reusing ``previous`` for unchanged entries.
+
+    Each given site directory's ``.pth`` files add the paths they name right
+    after it (the paths they add add nothing more, as with site.py).
+    """
+    scanner = _Scanner(previous, clock)
+    for path in paths:
+        scan = scanner.entry(os.path.abspath(path or os.curdir))
+        if scan is not None and scan.pth_names:
+            for name in scan.pth_names:
+                for named in scanner.pth(f"{scan.path}{os.sep}{name}").paths:
+                    scanner.entry(named)
+    return InstalledScan(
+        directories=tuple(scanner.directories),
+        directories_read=scanner.read,
+        pth_files=tuple(scanner.pth_files),
+        pth_read=scanner.pth_read,
+    )
+
+
+class _Scanner:
+    """One scan's state: what the previous scan found, what this one has seen so far."""
+
+    def __init__(self, previous: InstalledScan | None, clock: Callable[[], float]) -> None:
+        self.earlier = {d.path: d for d in previous.directories} if previous else {}
+        self.earlier_pth = {p.path: p for p in previous.pth_files} if previous else {}
+        self.clock = clock
+        self.seen: set[str] = set()
+        self.directories: list[DirectoryScan] = []
+        self.pth_files: list[PthScan] = []
+        self.read = 0
+        self.pth_read = 0
+
+    def entry(self, path: str) -> DirectoryScan | None:
+        """Scan one path entry once (the first time it appears), reused when unchanged."""
+        if path in self.seen:
+            return None
+        self.seen.add(path)
+        try:
+            info = os.stat(path)
+        except (OSError, ValueError):
+            return None  # sys.path names zip files and folders that need not exist
+        before = self.earlier.get(path)
+        if before is not None and before.reusable and before.mtime_ns == info.st_mtime_ns:
+            self.directories.append(before)
+            return before
+        scanned_at = self.clock()
+        if stat.S_ISDIR(info.st_mode):
+            scan = _scan_directory(path, info.st_mtime_ns, scanned_at)
+        elif stat.S_ISREG(info.st_mode) or is_egg(path):
+            scan = _scan_archive(path, info.st_mtime_ns, scanned_at)
+        else:
+            return None
+        if scan is not None:
+            self.directories.append(scan)
+            self.read += 1
+        return scan
+
+    def pth(self, path: str) -> PthScan:
+        """Read one ``.pth`` file, or reuse its last reading when its mtime is unchanged."""
         try:
             mtime_ns = os.stat(path).st_mtime_ns
-        except OSError:
-            continue  # sys.path names zip files and folders that need not exist
-        before = earlier.get(path)
-        if before is not None and before.reusable and before.mtime_ns == mtime_ns:
-            directories.append(before)
-            continue
-        scanned_at = clock()
-        scan = _scan_directory(path, mtime_ns, scanned_at)
-        if scan is not None:
-            directories.append(scan)
-            read += 1
-    return InstalledScan(directories=tuple(directories), directories_read=read)
-
-
-def _unique(paths: Iterable[str]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for p in paths:
-        p = os.path.abspath(p or os.curdir)
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out
+        except OSError as exc:
+            mtime_ns = -1
+            reason = f"cannot read: {exc.strerror or exc}"
+            scan = PthScan(path, mtime_ns, False, (), (Skipped(path, reason),))
+        else:
+            before = self.earlier_pth.get(path)
+            if before is not None and before.reusable and before.mtime_ns == mtime_ns:
+                scan = before
+            else:
+                scanned_at = self.clock()
+                lines = read_pth(path)
+                self.pth_read += 1
+                reusable = not lines.retry and scanned_at - mtime_ns / 1e9 > RACY_SECONDS
+                skipped = (Skipped(path, lines.problem),) if lines.problem else ()
+                scan = PthScan(path, mtime_ns, reusable, lines.paths, skipped)
+        self.pth_files.append(scan)
+        return scan
 
 
 def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectoryScan | None:
@@ -134,14 +232,23 @@ def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectorySca
         return None
     except OSError as exc:
         return DirectoryScan(path, mtime_ns, False, (), (Skipped(path, f"cannot list: {exc}"),))
+    site = os.path.basename(path) in SITE_DIRECTORY_NAMES
+    egg = is_egg(path)
     dists: list[Distribution] = []
     skipped: list[Skipped] = []
+    pth_names: list[str] = []
     for name in names:
-        if name.endswith(".dist-info"):
+        low = name.lower()  # importlib.metadata matches these suffixes in any case
+        if low.endswith(".dist-info"):
             metadata = f"{path}{os.sep}{name}{os.sep}METADATA"
-        elif name.endswith(".egg-info"):
+        elif low.endswith(".egg-info"):
             entry = os.path.join(path, name)
             metadata = os.path.join(entry, "PKG-INFO") if os.path.isdir(entry) else entry
+        elif egg and low == "egg-info":
+            metadata = f"{path}{os.sep}{name}{os.sep}PKG-INFO"
+        elif site and name.endswith(".pth"):
+            pth_names.append(name)
+            continue
         else:
             continue
         try:
@@ -149,7 +256,42 @@ def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectorySca
         except MetadataError as exc:
             skipped.append(Skipped(metadata, str(exc)))
     reusable = scanned_at - mtime_ns / 1e9 > RACY_SECONDS
+    return DirectoryScan(path, mtime_ns, reusable, tuple(dists), tuple(skipped), tuple(pth_names))
+
+
+def _scan_archive(path: str, mtime_ns: int, scanned_at: float) -> DirectoryScan:
+    """A zip path entry's distributions; a broken egg is one Skipped entry."""
+    dists: list[Distribution] = []
+    skipped: list[Skipped] = []
+    reusable = scanned_at - mtime_ns / 1e9 > RACY_SECONDS
+    try:
+        with open_archive(path) as archive:
+            for member in metadata_members(archive.namelist(), is_egg(path)):
+                where = f"{path}{os.sep}{member}"
+                try:
+                    dists.append(_read_member(archive, member))
+                except MetadataError as exc:
+                    skipped.append(Skipped(where, str(exc)))
+    except NotAZip:
+        # importlib.metadata passes over a file that is no zip, silently; so does the scan,
+        # unless the file is named as an egg. Either way the next scan costs a stat.
+        skipped = [Skipped(path, "not a zip file")] if is_egg(path) else []
+    except ArchiveError as exc:
+        skipped = [Skipped(path, str(exc))]
+        reusable = reusable and not exc.retry
     return DirectoryScan(path, mtime_ns, reusable, tuple(dists), tuple(skipped))
+
+
+def _read_member(archive: zipfile.ZipFile, member: str) -> Distribution:
+    """``read_distribution`` for a zip member: the header only, bounded."""
+    try:
+        with archive.open(member) as file:
+            head = _read_header(file.read)
+    except KeyError:
+        raise MetadataError("cannot read: not in the archive") from None
+    except Exception as exc:  # zipfile raises many kinds on a hostile member
+        raise MetadataError(f"cannot read: {exc}") from None
+    return _distribution(_header_block(head))
 
 
 class MetadataError(Exception):
@@ -164,23 +306,34 @@ def read_distribution(metadata_path: str) -> Distribution:
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise MetadataError("not a regular file")
-            head = os.read(fd, _HEAD_BYTES)
-            if len(head) == _HEAD_BYTES and b"\n\n" not in head and b"\n\r\n" not in head:
-                # The header goes on (classifiers): read on to its blank line, bounded.
-                parts = [head]
-                size = len(head)
-                while size < MAX_HEADER_BYTES and (chunk := os.read(fd, 16384)):
-                    parts.append(chunk)
-                    size += len(chunk)
-                    if b"\n\n" in parts[-2][-1:] + chunk:  # a blank line, maybe across reads
-                        break
-                head = b"".join(parts)
-            header = _header_block(head)
-            fields = _header_fields(header)
+            head = _read_header(functools.partial(os.read, fd))
         finally:
             os.close(fd)
     except OSError as exc:
         raise MetadataError(f"cannot read: {exc.strerror or exc}") from None
+    return _distribution(_header_block(head))
+
+
+def _read_header(read: Callable[[int], bytes]) -> bytes:
+    """The start of a metadata file, through its header's blank line (or about
+    ``MAX_HEADER_BYTES``), from ``read(size)``."""
+    head = read(_HEAD_BYTES)
+    if len(head) == _HEAD_BYTES and b"\n\n" not in head and b"\n\r\n" not in head:
+        # The header goes on (classifiers): read on to its blank line, bounded.
+        parts = [head]
+        size = len(head)
+        while size < MAX_HEADER_BYTES and (chunk := read(16384)):
+            parts.append(chunk)
+            size += len(chunk)
+            if b"\n\n" in parts[-2][-1:] + chunk:  # a blank line, maybe across reads
+                break
+        head = b"".join(parts)
+    return head
+
+
+def _distribution(header: bytes) -> Distribution:
+    """The distribution a header block names, or MetadataError saying what is wrong."""
+    fields = _header_fields(header)
     name = _field(fields, "Name", MAX_NAME_LENGTH)
     version = _field(fields, "Version", MAX_VERSION_LENGTH)
     return Distribution(canonical_name(name), version, package_info(header, name))

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from exporter.snapshot import REDACTED, Snapshot
+from exporter.vulnerabilities import vulnerable_modules
 
 _MARKER = "\x00server_address\x00"  # control characters never reach a snapshot, so it is unique
 # Each entry is a full copy of the body (about 40 bytes a module): keep few. Clients of one
@@ -40,6 +41,8 @@ def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
             snapshot.python_end_of_life.isoformat() if snapshot.python_end_of_life else None
         ),
         "vulnerabilities": _vulnerabilities(snapshot),
+        "vulnerable_modules": _vulnerable_modules(snapshot),
+        "advisories": advisories_fields(snapshot),
     }
     redacted = [
         name
@@ -59,6 +62,30 @@ def _vulnerabilities(snapshot: Snapshot) -> list[dict[str, object]] | None:
     """The findings; null when no advisory database is configured (not checked is not clean)."""
     findings = snapshot.published_vulnerabilities("json")
     return None if findings is None else [f.as_dict() for f in findings]
+
+
+def _vulnerable_modules(snapshot: Snapshot) -> list[dict[str, object]] | None:
+    """Each module with findings and the one version to upgrade it to; null as findings are."""
+    findings = snapshot.published_vulnerabilities("json")
+    return None if findings is None else [m.as_dict() for m in vulnerable_modules(findings)]
+
+
+def advisories_fields(snapshot: Snapshot) -> dict[str, Any] | None:
+    """The advisory database's state: whether the findings can be trusted, and how fresh the
+    data is; null when no database is configured."""
+    if not snapshot.advisory_paths:
+        return None
+    db = snapshot.advisories
+    return {
+        "loaded": db.loaded,
+        "error": snapshot.advisories_problem,
+        "failing_since": _rfc3339(db.failing_since) if db.failing_since is not None else None,
+        "loaded_at": _rfc3339(db.loaded_at) if db.loaded_at is not None else None,
+        "advisories": db.advisories,
+        "skipped": db.skipped,
+        "newest": _rfc3339(db.newest_modified) if db.newest_modified is not None else None,
+        "stale": snapshot.advisories_stale,
+    }
 
 
 class StatusDocument:

@@ -10,7 +10,6 @@ combined CRC), so a scrape never recompresses the large part.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import struct
 import threading
@@ -18,6 +17,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, GCCollector, ProcessCollector
 from prometheus_client import exposition as text_format
@@ -30,9 +30,10 @@ from prometheus_client.metrics_core import (
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector
 
+from exporter.host import Host
 from exporter.refresh import CHANGE_KINDS, RefreshStats
 from exporter.snapshot import Snapshot
-from exporter.vulnerabilities import count_by_severity
+from exporter.vulnerabilities import count_by_severity, vulnerable_modules
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -65,7 +66,7 @@ class FactsCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         """build, python, platform and (unless left out) module info families."""
         s = self._snapshot
-        every = _every(s)
+        every = every_text(s)
         yield InfoMetricFamily(
             "build",
             "The monitored application's API version, commit and version. " + every,
@@ -93,7 +94,7 @@ class FactsCollector(Collector):
                 labels=("version",),
             )
             end_of_life.add_metric(
-                (f"{s.python.major}.{s.python.minor}",), _unix(s.python_end_of_life)
+                (f"{s.python.major}.{s.python.minor}",), unix_day(s.python_end_of_life)
             )
             yield end_of_life
         findings = s.published_vulnerabilities("metrics")
@@ -109,6 +110,15 @@ class FactsCollector(Collector):
                     (f.module, f.version, f.id, ",".join(f.aliases), f.severity, f.fixed), {}
                 )
             yield vulnerable
+            fixes = InfoMetricFamily(
+                "module_fix",
+                "One series per module with known vulnerabilities; fixed is the lowest version "
+                "that fixes all of them (empty when none is known), severity the worst. " + every,
+                labels=("module", "version", "fixed", "severity"),
+            )
+            for m in vulnerable_modules(findings):
+                fixes.add_metric((m.module, m.version, m.fixed, m.severity), {})
+            yield fixes
         if not self._with_modules:
             return
         modules = InfoMetricFamily("module", MODULE_HELP + every, labels=("module", "version"))
@@ -120,12 +130,13 @@ class FactsCollector(Collector):
 MODULE_HELP = "One series per installed module and its version. "
 
 
-def _unix(day: datetime.date) -> float:
+def unix_day(day: datetime.date) -> float:
     """Midnight UTC at the start of ``day``."""
     return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC).timestamp()
 
 
-def _every(snapshot: Snapshot) -> str:
+def every_text(snapshot: Snapshot) -> str:
+    """The help text's note of how often the facts are refreshed."""
     return f"Refreshed every {snapshot.refresh_interval_seconds:g} seconds."
 
 
@@ -137,19 +148,20 @@ def render_module_info(snapshot: Snapshot, *, openmetrics: bool) -> bytes:
     only the values need escaping.
     """
     name, kind = ("module", "info") if openmetrics else ("module_info", "gauge")
-    documentation = MODULE_HELP + _every(snapshot)
+    documentation = MODULE_HELP + every_text(snapshot)
     help_text = documentation.replace("\\", r"\\").replace("\n", r"\n")
     if openmetrics:
         help_text = help_text.replace('"', r"\"")
     lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
     lines.extend(
-        f'module_info{{module="{_escape_label(module)}",version="{_escape_label(version)}"}} 1.0\n'
+        f'module_info{{module="{escape_label(module)}",version="{escape_label(version)}"}} 1.0\n'
         for module, version in snapshot.published_modules("metrics").items()
     )
     return "".join(lines).encode("utf-8")
 
 
-def _escape_label(value: str) -> str:
+def escape_label(value: str) -> str:
+    """A label value escaped for the exposition formats (backslash, newline, quote)."""
     if "\\" in value or '"' in value or "\n" in value:
         return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
     return value
@@ -164,9 +176,13 @@ class HealthCollector(Collector):
         status_exporter_module_changes_total{change="upgraded"} 2.0
     """
 
-    def __init__(self, snapshot: Snapshot, stats: RefreshStats) -> None:
+    def __init__(
+        self, snapshot: Snapshot, stats: RefreshStats, *, with_environment: bool = True
+    ) -> None:
         self._snapshot = snapshot
         self._stats = stats
+        # False for a host with targets: they publish their own module and finding counts.
+        self._with_environment = with_environment
 
     def collect(self) -> Iterable[Metric]:
         """The status_exporter_* families."""
@@ -199,14 +215,17 @@ class HealthCollector(Collector):
             "Refreshes that failed; the last good snapshot stays published.",
             value=stats.errors,
         )
-        yield GaugeMetricFamily(
-            "status_exporter_modules", "Modules published in module_info.", value=len(s.modules)
-        )
-        yield GaugeMetricFamily(
-            "status_exporter_modules_dropped",
-            "Modules left out because there were more than modules.max.",
-            value=s.modules_dropped,
-        )
+        if self._with_environment:
+            yield GaugeMetricFamily(
+                "status_exporter_modules",
+                "Modules published in module_info.",
+                value=len(s.modules),
+            )
+            yield GaugeMetricFamily(
+                "status_exporter_modules_dropped",
+                "Modules left out because there were more than modules.max.",
+                value=s.modules_dropped,
+            )
         yield GaugeMetricFamily(
             "status_exporter_config_last_reload_successful",
             "Whether the last configuration reload (SIGHUP) succeeded.",
@@ -217,12 +236,13 @@ class HealthCollector(Collector):
             "Unix time of the last successful configuration load.",
             value=stats.config_reload_success_timestamp,
         )
-        yield GaugeMetricFamily(
-            "status_exporter_modules_skipped",
-            "Distributions whose metadata could not be read in the latest refresh.",
-            value=len(s.skipped),
-        )
-        yield from _advisory_health(s)
+        if self._with_environment:
+            yield GaugeMetricFamily(
+                "status_exporter_modules_skipped",
+                "Distributions whose metadata could not be read in the latest refresh.",
+                value=len(s.skipped),
+            )
+        yield from _advisory_health(s, with_counts=self._with_environment)
         changes = CounterMetricFamily(
             "status_exporter_module_changes",
             "Module changes seen between refreshes, by kind.",
@@ -233,19 +253,30 @@ class HealthCollector(Collector):
         yield changes
 
 
-def _advisory_health(s: Snapshot) -> Iterable[Metric]:
-    """The advisory database's families; none when no database is configured."""
-    if s.vulnerabilities is None:
+def _advisory_health(s: Snapshot, *, with_counts: bool = True) -> Iterable[Metric]:
+    """The advisory database's families; none when no database is configured.
+
+    While no database has loaded, the counts by severity are left out (not checked is
+    not zero) and ``status_exporter_advisories_loaded`` is 0.
+    """
+    if not s.advisory_paths:
         return
     db = s.advisories
-    by_severity = GaugeMetricFamily(
-        "status_exporter_vulnerabilities",
-        "Known vulnerabilities of the installed modules, by severity.",
-        labels=("severity",),
+    if with_counts and s.vulnerabilities is not None:
+        by_severity = GaugeMetricFamily(
+            "status_exporter_vulnerabilities",
+            "Known vulnerabilities of the installed modules, by severity.",
+            labels=("severity",),
+        )
+        for severity, count in count_by_severity(s.vulnerabilities).items():
+            by_severity.add_metric((severity,), count)
+        yield by_severity
+    yield GaugeMetricFamily(
+        "status_exporter_advisories_loaded",
+        "1 when an advisory database is in force, 0 while none could be loaded (nothing "
+        "is checked then).",
+        value=1 if db.loaded else 0,
     )
-    for severity, count in count_by_severity(s.vulnerabilities).items():
-        by_severity.add_metric((severity,), count)
-    yield by_severity
     yield GaugeMetricFamily(
         "status_exporter_advisories", "Advisories in the loaded database.", value=db.advisories
     )
@@ -326,24 +357,60 @@ class ProcessMetrics:
 
 @dataclass(frozen=True, slots=True)
 class _RenderedFacts:
-    """The facts exposition of a snapshot, plain and as gzip heads, reusable while facts hold."""
+    """The facts exposition of a host, plain and as gzip heads, reusable while facts hold."""
 
-    snapshot: Snapshot
+    facts: tuple[Any, ...]
     plain: Fragment
     gzip_heads: dict[bool, _GzipHead]
+    module_lines: dict[bool, Any]  # with targets: each target's module_info lines
 
     @classmethod
-    def of(cls, snapshot: Snapshot) -> _RenderedFacts:
-        small = _render(_registry_of(FactsCollector(snapshot, with_modules=False)))
-        plain = Fragment(
-            small.text + render_module_info(snapshot, openmetrics=False),
-            small.openmetrics + render_module_info(snapshot, openmetrics=True),
-        )
-        return cls(snapshot, plain, {om: _GzipHead.of(plain.select(om)) for om in (False, True)})
+    def of(cls, host: Host, previous: _RenderedFacts | None) -> _RenderedFacts:
+        if host.has_targets:
+            plain, lines = _target_facts(host, previous.module_lines if previous else {})
+        else:
+            snapshot = host.own
+            small = _render(_registry_of(FactsCollector(snapshot, with_modules=False)))
+            plain = Fragment(
+                small.text + render_module_info(snapshot, openmetrics=False),
+                small.openmetrics + render_module_info(snapshot, openmetrics=True),
+            )
+            lines = {}
+        heads = {om: _GzipHead.of(plain.select(om)) for om in (False, True)}
+        return cls(host.facts(), plain, heads, lines)
+
+
+def _target_facts(host: Host, previous: dict[bool, Any]) -> tuple[Fragment, dict[bool, Any]]:
+    from exporter.render.target_metrics import (  # only a host with targets needs it
+        TargetFactsCollector,
+        module_allowance,
+        render_target_module_info,
+    )
+
+    allowance = module_allowance(host, host.max_module_series)
+    small = _render(_registry_of(TargetFactsCollector(host)))
+    text, text_lines = render_target_module_info(
+        host, allowance, previous.get(False, {}), openmetrics=False
+    )
+    om, om_lines = render_target_module_info(
+        host, allowance, previous.get(True, {}), openmetrics=True
+    )
+    return Fragment(small.text + text, small.openmetrics + om), {False: text_lines, True: om_lines}
+
+
+def _health(host: Host, stats: RefreshStats) -> Fragment:
+    """The health block: the exporter's own, and with targets each target's."""
+    if not host.has_targets:
+        return _render(_registry_of(HealthCollector(host.own, stats)))
+    from exporter.render.target_metrics import TargetHealthCollector, module_allowance
+
+    registry = _registry_of(HealthCollector(host.own, stats, with_environment=False))
+    registry.register(TargetHealthCollector(host, module_allowance(host, host.max_module_series)))
+    return _render(registry)
 
 
 class MetricsPages:
-    """The ``/metrics`` bodies of one snapshot in every format: facts, health, process part.
+    """The ``/metrics`` bodies of one host in every format: facts, health, process part.
 
     The facts (which grow with the module count) are rendered again only when
     they differ from ``previous``'s; the health block is rendered every time.
@@ -355,15 +422,18 @@ class MetricsPages:
     _assembled: dict[tuple[bool, bool], tuple[Fragment, bytes]]
 
     def __init__(
-        self, snapshot: Snapshot, stats: RefreshStats, previous: MetricsPages | None = None
+        self,
+        host: Host | Snapshot,
+        stats: RefreshStats,
+        previous: MetricsPages | None = None,
     ) -> None:
-        if previous is not None and previous._facts.snapshot.same_facts(snapshot):
-            # The same bytes, now tied to this snapshot: holding the older one would keep
-            # its advisory database and scan alive for as long as the facts do not change.
-            self._facts = dataclasses.replace(previous._facts, snapshot=snapshot)
+        host = host if isinstance(host, Host) else Host.of(host)
+        earlier = previous._facts if previous is not None else None
+        if earlier is not None and earlier.facts == host.facts():
+            self._facts = earlier
         else:
-            self._facts = _RenderedFacts.of(snapshot)
-        self._health = _render(_registry_of(HealthCollector(snapshot, stats)))
+            self._facts = _RenderedFacts.of(host, earlier)
+        self._health = _health(host, stats)
         self._assembled = {}
 
     @property

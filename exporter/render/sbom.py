@@ -6,35 +6,36 @@ the snapshot's facts change (``Snapshot.facts``: the components, the vulnerabili
 the metadata). Each such change is a revised BOM, so ``version`` grows by one and
 ``timestamp`` is the time of the refresh that saw the change; otherwise the
 previous bytes are served as they are.
+
+Licences are SPDX ids or expressions where the metadata gives valid SPDX
+(``exporter.render.spdx``); ``dependencies`` is the graph of ``Requires-Dist`` between
+the components (``exporter.render.dependencies``), for the ``installed`` source only.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import sys
 from collections.abc import Iterable
 from gzip import compress as gzip_compress
 from typing import Any
 
 from exporter.collectors.packages import PackageInfo
-from exporter.snapshot import Snapshot
+from exporter.render.dependencies import dependency_graph, marker_environment, roots
+from exporter.render.spdx import classifier_license, license_choice
+from exporter.snapshot import UNKNOWN_VERSION, Snapshot
 from exporter.vulnerabilities import Finding
 
 CONTENT_TYPE = "application/vnd.cyclonedx+json; version=1.6"
 SPEC_VERSION = "1.6"
 _OSV_URL = "https://osv.dev/vulnerability/"
 _PURL_SAFE = re.compile(r"[^A-Za-z0-9.\-_~]")
-# Classifiers that name exactly one SPDX licence; any other is given by name.
-_CLASSIFIER_SPDX = {
-    "MIT License": "MIT",
-    "ISC License (ISCL)": "ISC",
-    "Mozilla Public License 2.0 (MPL 2.0)": "MPL-2.0",
-    "The Unlicense (Unlicense)": "Unlicense",
-    "Python Software Foundation License": "PSF-2.0",
-    "Boost Software License 1.0 (BSL-1.0)": "BSL-1.0",
-    "zlib/libpng License": "Zlib",
-}
+APPLICATION_REF = "application"
+INTERPRETER_REF = "python-interpreter"
+_SITE_DIRECTORIES = ("site-packages", "dist-packages")
 
 
 def purl(name: str, version: str) -> str:
@@ -109,6 +110,8 @@ def _document(s: Snapshot, version: int) -> dict[str, Any]:
         },
         "components": components,
     }
+    if s.module_source == "installed":
+        document["dependencies"] = _dependencies(s, libraries)
     if s.vulnerabilities is not None:
         refs = {module: c["bom-ref"] for module, c in libraries.items()}
         document["vulnerabilities"] = _vulnerabilities(s.vulnerabilities, refs)
@@ -116,24 +119,55 @@ def _document(s: Snapshot, version: int) -> dict[str, Any]:
 
 
 def _application(s: Snapshot) -> dict[str, Any]:
-    name = s.app_distribution or "application"
+    """The application: ``app.distribution`` (with its purl) when configured; else the
+    inspected Python environment, named ``python-environment:<its directory>``.
+
+    The directory (``environment_location``) is what stays the same across restarts,
+    refreshes and the replicas of one deployment, where a host name would not, and it
+    tells two applications on one host apart. ``version`` is ``app.version`` or the
+    distribution's installed version, left out when neither is known.
+    """
+    location = environment_location(s)
     component: dict[str, Any] = {
         "type": "application",
-        "bom-ref": "application",
-        "name": name,
-        "version": s.app_version,
-        "properties": [{"name": "status-exporter:commit", "value": s.commit.value}],
+        "bom-ref": APPLICATION_REF,
+        "name": s.app_distribution or f"python-environment:{location}",
     }
-    if s.app_distribution and s.app_version != "unknown":
+    if s.app_version != UNKNOWN_VERSION:
+        component["version"] = s.app_version
+    if not s.app_distribution:
+        python = s.python
+        component["description"] = (
+            f"The {python.implementation} {python.version} environment at {location}"
+        )
+    elif s.app_version != UNKNOWN_VERSION:
         component["purl"] = purl(s.app_distribution, s.app_version)
+    component["properties"] = [{"name": "status-exporter:commit", "value": s.commit.value}]
     return component
+
+
+def environment_location(s: Snapshot) -> str:
+    """The directory of the inspected environment: the prefix of the first scanned
+    ``site-packages`` (or Debian's ``dist-packages``) directory, ``/srv/app/.venv`` for
+    ``/srv/app/.venv/lib/python3.11/site-packages``; else the first directory scanned;
+    else (``loaded``, or nothing scanned) this interpreter's ``sys.prefix``."""
+    scanned = [d.path for d in s.installed_scan.directories] if s.installed_scan else []
+    for path in scanned:
+        if os.path.basename(path) in _SITE_DIRECTORIES:
+            parent = os.path.dirname(path)  # pythonX.Y, python3, or Lib on Windows
+            if os.path.basename(parent).lower().startswith("python"):
+                parent = os.path.dirname(parent)  # lib, lib64
+            if os.path.basename(parent).lower() in ("lib", "lib64"):
+                return os.path.dirname(parent)
+            return path
+    return scanned[0] if scanned else sys.prefix
 
 
 def _interpreter(s: Snapshot) -> dict[str, Any]:
     python = s.python
     component: dict[str, Any] = {
         "type": "platform",
-        "bom-ref": "python-interpreter",
+        "bom-ref": INTERPRETER_REF,
         "name": python.implementation,
         "version": python.version,
         "description": python.version_string,
@@ -162,16 +196,42 @@ def _components(s: Snapshot) -> Iterable[tuple[str, dict[str, Any]]]:
 
 
 def _licenses(info: PackageInfo) -> list[dict[str, Any]]:
-    """License-Expression as an SPDX expression; else the License field or the classifiers."""
+    """License-Expression; else the License field; else the classifiers. Each an SPDX id
+    or expression when it is valid SPDX (in the list's spelling), else a name."""
     if info.license_expression:
-        return [{"expression": info.license_expression}]
+        return [license_choice(info.license_expression)]
     if info.license:
-        return [{"license": {"name": info.license}}]
-    found = []
-    for classifier in dict.fromkeys(info.license_classifiers):
-        spdx = _CLASSIFIER_SPDX.get(classifier)
-        found.append({"license": {"id": spdx} if spdx else {"name": classifier}})
-    return found
+        return [license_choice(info.license)]
+    found = [classifier_license(c) for c in dict.fromkeys(info.license_classifiers)]
+    return list({tuple(c["license"].items()): c for c in found}.values())  # each id once
+
+
+def _dependencies(s: Snapshot, libraries: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per component, as cyclonedx-py writes them: ``ref``, and ``dependsOn``
+    (the bom-refs of the installed requirements) when there are any.
+
+    The application depends on the interpreter and on the distributions nothing else
+    requires (what the environment was installed for; one of each cycle besides), so
+    that every component is reachable from ``metadata.component``.
+    """
+    requires = {
+        module: info.requires_block if (info := s.packages.get(module)) else b""
+        for module in libraries
+    }
+    graph = dependency_graph(requires, marker_environment(s.python, s.platform))
+    refs = {module: component["bom-ref"] for module, component in libraries.items()}
+    top = [INTERPRETER_REF, *(refs[module] for module in roots(graph))]
+    entries: list[dict[str, Any]] = [
+        {"ref": APPLICATION_REF, "dependsOn": top},
+        {"ref": INTERPRETER_REF},
+    ]
+    entries.extend(
+        {"ref": refs[module], "dependsOn": [refs[r] for r in required]}
+        if required
+        else {"ref": refs[module]}
+        for module, required in graph.items()
+    )
+    return entries
 
 
 def _vulnerabilities(findings: tuple[Finding, ...], refs: dict[str, str]) -> list[dict[str, Any]]:

@@ -1,0 +1,229 @@
+"""A host and its targets: the immutable result of one refresh, and the function that takes it.
+
+The host's own facts (identity, platform, the advisory database, the exporter's own
+environment as the default target) are gathered once; each configured target is a
+:class:`~exporter.snapshot.Snapshot` of its own, taken with the host's platform and
+advisory database, reusing its previous snapshot where its directories did not change.
+A target whose paths cannot be read keeps its last good snapshot and counts the error;
+the other targets never see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from exporter.collectors.python import (
+    PythonInfo,
+    collect_environment_python,
+    find_environment_config,
+)
+from exporter.config import CommitConfig, Config
+from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
+from exporter.sources.environments import (
+    TargetSpec,
+    TargetUnreadable,
+    environment_targets,
+    site_directories,
+)
+
+UNKNOWN_PYTHON = PythonInfo("unknown", "unknown", "unknown", "unknown", "unknown", "unknown")
+_PYTHON_IN_PATH = re.compile(r"(?:^|/)(pypy|python)(\d+)\.(\d+)(?:/|$)")
+
+
+class PythonStamp(NamedTuple):
+    """The ``pyvenv.cfg`` a target's Python was read from, for the given directories."""
+
+    directories: tuple[str, ...]
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target of the host: where it is, its last good facts, and its failures."""
+
+    spec: TargetSpec
+    snapshot: Snapshot | None  # None until its paths could be read once
+    directories: tuple[str, ...] = ()  # what was scanned: site-packages directories
+    errors: int = 0  # refreshes in which its paths could not be read
+    last_error: str | None = None  # the latest refresh's failure; None when it succeeded
+    python_stamp: PythonStamp | None = None  # what the Python was read from, to reuse it
+
+    @property
+    def name(self) -> str:
+        """The target's name, as in the ``target`` label."""
+        return self.spec.name
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """Everything one refresh gathered: the exporter's own environment and the targets.
+
+    With no targets configured, ``own`` is the only environment and every output is
+    what a single-environment daemon publishes.
+    """
+
+    own: Snapshot
+    targets: tuple[Target, ...] = ()
+    max_module_series: int = 200_000  # targets.max_module_series: over all targets
+
+    def facts(self) -> tuple[object, ...]:
+        """Everything the targets' metrics publish (timings aside): equal facts, equal bytes."""
+        if not self.targets:
+            return self.own.facts()
+        own = self.own
+        return (
+            own.published_platform,
+            own.refresh_interval_seconds,
+            own.advisory_paths,
+            self.max_module_series,
+            tuple((t.spec, t.snapshot.facts() if t.snapshot else None) for t in self.targets),
+        )
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> Host:
+        """A host of one environment (library use, one-shot output)."""
+        return cls(own=snapshot)
+
+    @property
+    def has_targets(self) -> bool:
+        """Whether targets are configured: the outputs then label each target's series."""
+        return bool(self.targets)
+
+    def target(self, name: str) -> Target | None:
+        """The target called ``name``, if any."""
+        return next((t for t in self.targets if t.name == name), None)
+
+
+def take_host(
+    config: Config,
+    identity: Identity,
+    previous: Host | None = None,
+    sources: Sources | None = None,
+) -> Host:
+    """Gather the host's facts and each target's; ``previous`` lets unchanged ones be reused."""
+    sources = sources or Sources()
+    own = take_snapshot(config, identity, previous.own if previous else None, sources)
+    specs = environment_targets(config)
+    if not specs:
+        return Host(own=own)
+    earlier = {t.name: t for t in previous.targets} if previous else {}
+    targets = tuple(
+        _take_target(spec, config, identity, own, earlier.get(spec.name), sources) for spec in specs
+    )
+    return Host(own=own, targets=targets, max_module_series=config.targets.max_module_series)
+
+
+def _take_target(
+    spec: TargetSpec,
+    config: Config,
+    identity: Identity,
+    own: Snapshot,
+    previous: Target | None,
+    sources: Sources,
+) -> Target:
+    if previous is not None and previous.spec != spec:
+        previous = None  # reconfigured under the same name: nothing carries over
+    try:
+        directories = site_directories(spec.paths)
+    except TargetUnreadable as exc:
+        return Target(
+            spec,
+            previous.snapshot if previous else None,
+            previous.directories if previous else (),
+            errors=(previous.errors if previous else 0) + 1,
+            last_error=str(exc),
+            python_stamp=previous.python_stamp if previous else None,
+        )
+    python, stamp = _target_python(directories, previous)
+    target_config = dataclasses.replace(
+        config,
+        modules=dataclasses.replace(config.modules, source="installed", paths=directories),
+        commit=CommitConfig(
+            value=spec.commit.value,
+            env=spec.commit.env,
+            file=spec.commit.file,
+            git_dir=spec.commit.git_dir,
+        ),
+        app=spec.app,
+    )
+    earlier = previous.snapshot if previous and previous.directories == directories else None
+    snapshot = take_snapshot(
+        target_config,
+        target_identity(identity, spec.name),
+        earlier,
+        sources,
+        advisories=own.advisories if config.advisories.paths else None,
+        host_platform=own.platform,
+        python=python,
+    )
+    return Target(
+        spec,
+        snapshot,
+        directories,
+        errors=previous.errors if previous else 0,
+        last_error=None,
+        python_stamp=stamp,
+    )
+
+
+def target_identity(identity: Identity, name: str) -> Identity:
+    """The host's identity as a target's: its own server id (and so its SBOM's serial
+    number), derived from the host's and the name, stable for the life of the process."""
+    server_id = str(uuid.uuid5(uuid.UUID(identity.server_id), name))
+    return dataclasses.replace(identity, server_id=server_id)
+
+
+def _target_python(
+    directories: tuple[str, ...], previous: Target | None
+) -> tuple[PythonInfo, PythonStamp | None]:
+    """The target's Python: from its ``pyvenv.cfg`` (reused while that file's size and mtime
+    hold), else from a ``pythonX.Y`` in its paths, else unknown. Never the exporter's own."""
+    stamp = previous.python_stamp if previous is not None else None
+    if (
+        previous is not None
+        and previous.snapshot is not None
+        and stamp is not None
+        and stamp.directories == directories
+        and _stat(stamp.path) == (stamp.size, stamp.mtime_ns)
+    ):
+        return previous.snapshot.python, stamp
+    pyvenv_cfg = find_environment_config(directories)
+    if pyvenv_cfg is not None:
+        found = collect_environment_python(pyvenv_cfg)
+        if found is not None:
+            return found, PythonStamp(directories, str(pyvenv_cfg), *_stat(str(pyvenv_cfg)))
+    return _python_from_paths(directories), None
+
+
+def _python_from_paths(directories: Sequence[str]) -> PythonInfo:
+    """``lib/python3.11/site-packages`` says 3.11, not which 3.11: the patch level is unknown."""
+    for directory in directories:
+        match = _PYTHON_IN_PATH.search(Path(directory).as_posix())
+        if match:
+            kind, major, minor = match.groups()
+            return PythonInfo(
+                version_string=f"{major}.{minor} (from the path {directory})",
+                implementation="PyPy" if kind == "pypy" else "CPython",
+                major=major,
+                minor=minor,
+                patchlevel="unknown",
+                version=f"{major}.{minor}",
+            )
+    return UNKNOWN_PYTHON
+
+
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns)

@@ -1,0 +1,238 @@
+"""The exposition of a host with targets: every per-target series labelled ``target``.
+
+Used only when ``targets`` are configured; a host without targets renders as a
+single environment (``exporter.render.prometheus``), byte for byte as before.
+The host's own facts (``platform_info``, the refresh and advisory health) appear
+once, without a ``target`` label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter.host import Host, Target
+from exporter.render.prometheus import MODULE_HELP, escape_label, every_text, unix_day
+from exporter.snapshot import Snapshot
+from exporter.vulnerabilities import count_by_severity, vulnerable_modules
+
+# A target's module_info sample lines, kept while its modules are the same object.
+ModuleLines = dict[str, tuple[Mapping[str, str], bytes]]
+
+
+def _read(host: Host) -> list[tuple[Target, Snapshot]]:
+    """The targets with facts (a target never read has none yet), in configured order."""
+    return [(t, t.snapshot) for t in host.targets if t.snapshot is not None]
+
+
+def module_allowance(host: Host, cap: int) -> dict[str, int]:
+    """How many module series each target may publish under the overall ``cap``: all of
+    them, in configured order, until the cap is reached."""
+    left = cap
+    allowed: dict[str, int] = {}
+    for target, snapshot in _read(host):
+        count = len(snapshot.published_modules("metrics"))
+        allowed[target.name] = min(count, left)
+        left -= allowed[target.name]
+    return allowed
+
+
+class TargetFactsCollector(Collector):
+    """The facts of every target, and the host's platform once.
+
+    Sample exposition::
+
+        target_info{kind="environment",path="/srv/web/.venv",target="web"} 1.0
+        build_info{api_version="1",commit="178d2ea",target="web",version="2.3.0"} 1.0
+        python_info{implementation="CPython",major="3",...,target="web",version="3.11.7"} 1.0
+    """
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+
+    def collect(self) -> Iterable[Metric]:
+        """target, build, python, platform, end of life and vulnerability families."""
+        host, read = self._host, _read(self._host)
+        every = every_text(host.own)
+        targets = InfoMetricFamily(
+            "target",
+            "One series per target: where its facts come from. " + every,
+            labels=("target", "kind", "path"),
+        )
+        for target in host.targets:
+            targets.add_metric((target.name, target.spec.kind, ",".join(target.spec.paths)), {})
+        yield targets
+        build = InfoMetricFamily(
+            "build",
+            "Each target's API version, commit and application version. " + every,
+            labels=("target", "api_version", "commit", "version"),
+        )
+        python = InfoMetricFamily(
+            "python",
+            "Each target's Python implementation and version.",
+            labels=("target", "implementation", "major", "minor", "patchlevel", "version"),
+        )
+        end_of_life = GaugeMetricFamily(
+            "python_end_of_life_timestamp_seconds",
+            "When each target's Python minor version stops getting security fixes (Unix time).",
+            labels=("target", "version"),
+        )
+        for target, s in read:
+            build.add_metric((target.name, str(s.api_version), s.commit.value, s.app_version), {})
+            p = s.python
+            python.add_metric(
+                (target.name, p.implementation, p.major, p.minor, p.patchlevel, p.version), {}
+            )
+            if s.python_end_of_life is not None:
+                end_of_life.add_metric(
+                    (target.name, f"{p.major}.{p.minor}"), unix_day(s.python_end_of_life)
+                )
+        yield build
+        yield python
+        yield InfoMetricFamily(
+            "platform",
+            "The platform.uname() fields of the host. " + every,
+            value=host.own.published_platform.as_dict(),
+        )
+        if end_of_life.samples:
+            yield end_of_life
+        yield from self._vulnerabilities(read, every)
+
+    def _vulnerabilities(self, read: list[tuple[Target, Snapshot]], every: str) -> Iterable[Metric]:
+        if not self._host.own.advisory_paths:
+            return
+        vulnerable = InfoMetricFamily(
+            "module_vulnerability",
+            "One series per target, installed module and known vulnerability; fixed is the "
+            "lowest fixed version above the installed one. " + every,
+            labels=("target", "module", "version", "id", "aliases", "severity", "fixed"),
+        )
+        fixes = InfoMetricFamily(
+            "module_fix",
+            "One series per target and module with known vulnerabilities; fixed is the lowest "
+            "version that fixes all of them (empty when none is known), severity the worst. "
+            + every,
+            labels=("target", "module", "version", "fixed", "severity"),
+        )
+        for target, s in read:
+            findings = s.published_vulnerabilities("metrics")
+            if findings is None:
+                continue
+            for f in findings:
+                vulnerable.add_metric(
+                    (
+                        target.name,
+                        f.module,
+                        f.version,
+                        f.id,
+                        ",".join(f.aliases),
+                        f.severity,
+                        f.fixed,
+                    ),
+                    {},
+                )
+            for m in vulnerable_modules(findings):
+                fixes.add_metric((target.name, m.module, m.version, m.fixed, m.severity), {})
+        yield vulnerable
+        yield fixes
+
+
+def render_target_module_info(
+    host: Host, allowance: Mapping[str, int], previous: ModuleLines, *, openmetrics: bool
+) -> tuple[bytes, ModuleLines]:
+    """module_info over every target, written directly; each target's lines are reused while
+    its modules are the very same mapping (an unchanged target renders nothing)."""
+    name, kind = ("module", "info") if openmetrics else ("module_info", "gauge")
+    help_text = (MODULE_HELP + every_text(host.own)).replace("\\", r"\\").replace("\n", r"\n")
+    if openmetrics:
+        help_text = help_text.replace('"', r"\"")
+    parts = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()]
+    lines: ModuleLines = {}
+    for target, s in _read(host):
+        modules = s.published_modules("metrics")
+        key = f"{target.name}\0{allowance.get(target.name, 0)}"
+        cached = previous.get(key)
+        if cached is not None and cached[0] is modules:
+            body = cached[1]
+        else:
+            label = escape_label(target.name)
+            limit = allowance.get(target.name, 0)
+            body = "".join(
+                f'module_info{{module="{escape_label(module)}",target="{label}",'
+                f'version="{escape_label(version)}"}} 1.0\n'
+                for index, (module, version) in enumerate(modules.items())
+                if index < limit
+            ).encode("utf-8")
+        lines[key] = (modules, body)
+        parts.append(body)
+    return b"".join(parts), lines
+
+
+class TargetHealthCollector(Collector):
+    """The per-target health families, and the target count.
+
+    Sample exposition::
+
+        status_exporter_targets 5.0
+        status_exporter_modules{target="web"} 301.0
+        status_exporter_target_errors_total{target="cron"} 2.0
+    """
+
+    def __init__(self, host: Host, allowance: Mapping[str, int]) -> None:
+        self._host = host
+        self._allowance = allowance
+
+    def collect(self) -> Iterable[Metric]:
+        """status_exporter_targets and the per-target module, skip, drop and error families."""
+        host = self._host
+        yield GaugeMetricFamily(
+            "status_exporter_targets", "Targets configured.", value=len(host.targets)
+        )
+        modules = GaugeMetricFamily(
+            "status_exporter_modules", "Modules published in module_info.", labels=("target",)
+        )
+        dropped = GaugeMetricFamily(
+            "status_exporter_modules_dropped",
+            "Modules left out because there were more than modules.max (per target) or "
+            "targets.max_module_series (over all targets).",
+            labels=("target",),
+        )
+        skipped = GaugeMetricFamily(
+            "status_exporter_modules_skipped",
+            "Distributions whose metadata could not be read in the latest refresh.",
+            labels=("target",),
+        )
+        errors = CounterMetricFamily(
+            "status_exporter_target_errors",
+            "Refreshes in which the target's paths could not be read; its last good facts "
+            "stay published.",
+            labels=("target",),
+        )
+        by_severity = GaugeMetricFamily(
+            "status_exporter_vulnerabilities",
+            "Known vulnerabilities of each target's modules, by severity.",
+            labels=("target", "severity"),
+        )
+        for target in host.targets:
+            errors.add_metric((target.name,), target.errors)
+            s = target.snapshot
+            if s is None:
+                continue
+            published = self._allowance.get(target.name, 0)
+            over_cap = len(s.published_modules("metrics")) - published
+            modules.add_metric((target.name,), published)
+            dropped.add_metric((target.name,), s.modules_dropped + over_cap)
+            skipped.add_metric((target.name,), len(s.skipped))
+            if s.vulnerabilities is not None:
+                for severity, count in count_by_severity(s.vulnerabilities).items():
+                    by_severity.add_metric((target.name, severity), count)
+        yield from (modules, dropped, skipped, errors)
+        if by_severity.samples:
+            yield by_severity
