@@ -335,7 +335,7 @@ def refresh_rows(table: Table, r: Refresh, environments: int, distributions: int
         ms(no_gc),
         f"header-only read {ms(cold_floor)}",
         f"{round_ratio(r.cold_no_gc, r.cold_floor):.2f}x",
-        f"informative: GC is {1 - round_ratio(r.cold_no_gc, r.cold):.0%} of the cold refresh",
+        f"informative: off/on {round_ratio(r.cold_no_gc, r.cold):.2f}x",
     )
     table.add(
         f"  of which the own environment, cold ({r.own_distributions} dists)",

@@ -206,8 +206,10 @@ def take_snapshot(
         scan = scan_installed(
             paths, previous.installed_scan if previous else None, clock=sources.clock
         )
-        if previous is not None and previous.module_selection == selection and _reused(
-            scan, previous.installed_scan
+        if (
+            previous is not None
+            and previous.module_selection == selection
+            and _reused(scan, previous.installed_scan)
         ):
             # Every directory unchanged, the same selection: the same modules. This is what
             # makes an unchanged target cost its stats and little else.

@@ -23,7 +23,7 @@ from exporter.config import Config
 from exporter.guard import Guard
 from exporter.negotiate import accepts_gzip, metrics_variant, prefers_html, prefers_json
 from exporter.refresh import Refresher
-from exporter.render.html import STATUS_SCRIPT_CSP
+from exporter.render.html import LANDING_SCRIPT_CSP, STATUS_SCRIPT_CSP
 from exporter.render.json import StatusDocument
 from exporter.render.pages import Pages, TargetPages, render_pages
 from exporter.render.prometheus import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, ProcessMetrics
@@ -45,6 +45,7 @@ _HTML_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
+_LANDING_HEADERS = {**_HTML_HEADERS, "Content-Security-Policy": LANDING_SCRIPT_CSP}
 _JSON_HEADERS = {
     "Content-Type": "application/json",
     "X-Content-Type-Options": "nosniff",
@@ -430,7 +431,8 @@ class _Handlers:
         published = self._refresher.published
         if published is None:
             return web.Response(status=503, body=_NOT_READY, headers=_TEXT_HEADERS)
-        return web.Response(body=published.product.landing, headers=_HTML_HEADERS)
+        headers = _LANDING_HEADERS if published.host.has_targets else _HTML_HEADERS
+        return web.Response(body=published.product.landing, headers=headers)
 
     async def healthz(self, request: web.Request) -> web.Response:
         """``GET /healthz``: 200 while the process serves requests."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import pytest
 from browser import ARTIFACTS, Browser, readme_screenshot
 from support import FakeEnvironment, StartClient, make_config, quiet_sources, tool
 from test_pages_advisories import copy_records
@@ -283,6 +284,28 @@ def test_findings_are_never_none_while_the_advisories_are_not_loaded(tmp_path: P
     assert row["warn"] == [5]
 
 
+@pytest.mark.parametrize("redacted", ["none", "metrics", "json", "both"])
+def test_modules_redacted_from_json_leave_nothing_to_search_and_the_page_says_so(
+    tmp_path: Path, redacted: str
+) -> None:
+    """With ``redact.modules`` hiding the modules from JSON the module index is empty: the
+    page says why instead of offering a search that finds nothing (and runs no script);
+    the targets and their module counts stay. Hidden from the metrics only, it searches."""
+    env = FakeEnvironment(tmp_path / "web")
+    env.install("six", "1.16.0")
+    config = make_config(
+        targets={"environments": [{"name": "web", "paths": [str(env.path)]}]},
+        redact={"modules": redacted},
+    )
+    host = take_host(config, Identity.new(), sources=quiet_sources())
+    page = render_landing(host.own, RefreshStats(), host)
+    hidden = redacted in ("json", "both")
+    assert ("hides the module lists from JSON" in page.decode()) is hidden
+    assert (b'id="module-search"' in page) is not hidden
+    assert len(page_scripts(page)) == (0 if hidden else 1)
+    assert _Rows(page, "targets").by("data-target")["web"]["cells"][4] == "1"
+
+
 # --- a real daemon, a real browser -------------------------------------------------------------
 
 
@@ -352,6 +375,20 @@ async def follow(browser: Browser, selector: str) -> None:
     ):
         assert time.monotonic() < deadline, f"{selector} opened nothing"
         await asyncio.sleep(0.05)
+
+
+async def screenshot_down_to(browser: Browser, selector: str, path: Path) -> None:
+    """Save a PNG of the page from its top down to just below ``selector``, the viewport
+    made as tall as the page first so that no scrollbar shows."""
+    height = await browser.evaluate("document.documentElement.scrollHeight")
+    await browser.set_viewport(1000, height)
+    bottom = await browser.evaluate(
+        f"document.querySelector({selector!r}).getBoundingClientRect().bottom + scrollY"
+    )
+    clip = {"x": 0, "y": 0, "width": 1000, "height": int(bottom) + 24, "scale": 1}
+    result = await browser.send("Page.captureScreenshot", format="png", clip=clip)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(result["data"]))
 
 
 async def test_the_landing_header_allows_the_search_only_when_there_are_targets(
@@ -449,7 +486,7 @@ async def test_the_search_says_where_a_module_runs_in_a_real_browser(
             ],
         )
         await browser.evaluate("document.activeElement.blur()")
-        await browser.screenshot(readme_screenshot("landing-targets.png"))
+        await screenshot_down_to(browser, "#where", readme_screenshot("landing-targets.png"))
         await follow(browser, "#where tbody tr:nth-child(2) a")  # worker, from the search
         assert await browser.evaluate("location.pathname + location.search") == (
             "/api/v1/targets/worker/status/?format=html"
@@ -521,3 +558,11 @@ async def test_the_search_shows_at_most_200_rows_and_counts_the_rest(
             ],
         )
         assert await browser.evaluate(note) == "10 modules in 2 targets"
+        await browser.send(
+            "Emulation.setEmulatedMedia",
+            features=[{"name": "prefers-color-scheme", "value": "dark"}],
+        )
+        label = "getComputedStyle(document.querySelector('#targets td[data-label]'), '::before')"
+        assert await browser.evaluate(f"{label}.content") == '"Kind: "'  # labelled cells
+        assert await browser.evaluate(f"{label}.color") == "rgb(141, 150, 160)"  # dark, legible
+        await browser.screenshot(ARTIFACTS / "landing-targets-phone-dark.png", full_page=True)

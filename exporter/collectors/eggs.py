@@ -10,7 +10,8 @@ A zip is hostile input like any file on the path: it is opened with
 ``zipfile`` reads and parses whole on opening) is sized from the end record
 first and refused above ``MAX_ZIP_DIRECTORY_BYTES``. Members are read through
 ``zipfile`` with a byte count, so a compressed bomb inflates no further than
-the caller asks.
+the caller asks. The zip is opened through a :class:`~exporter.filesystem.FileSystem`,
+so that a target's eggs are read inside its root.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
+
+from exporter.filesystem import HOST, FileSystem
 
 MAX_ZIP_DIRECTORY_BYTES = 4 * 1024 * 1024  # 40,000 members of 100-byte names
 _END = struct.Struct("<4s4H2LH")  # zipfile's structEndArchive, 22 bytes
@@ -50,14 +53,14 @@ def is_egg(path: str) -> bool:
 
 
 @contextmanager
-def open_archive(path: str) -> Iterator[zipfile.ZipFile]:
-    """The zip at ``path``, its central directory read and bounded.
+def open_archive(path: str, *, fs: FileSystem = HOST) -> Iterator[zipfile.ZipFile]:
+    """The zip at ``path`` (opened through ``fs``), its central directory read and bounded.
 
     Raises NotAZip for a file without a zip end record, ArchiveError for a file
     that is not regular, cannot be read, or is a zip that is too large or broken.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = fs.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ArchiveError(f"cannot open: {exc.strerror or exc}", retry=True) from None
     try:

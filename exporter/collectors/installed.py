@@ -22,6 +22,11 @@ stat'ed on every scan as well, since easy_install rewrites one in place without
 changing its directory's mtime. An entry changed less than ``RACY_SECONDS``
 before it was scanned is read again next time, since a change within the
 file system's timestamp granularity would otherwise go unseen.
+
+Every file is read through a :class:`~exporter.filesystem.FileSystem` (``fs``,
+the host's own by default): given a process's root, the paths are as the process
+sees them and nothing outside its root is read. Paths in the results (skipped
+entries, ``.pth`` paths) are as the target sees them too.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from exporter.collectors.eggs import (
 )
 from exporter.collectors.packages import PackageInfo, package_info
 from exporter.collectors.pth import read_pth
+from exporter.filesystem import HOST, FileSystem
 
 if TYPE_CHECKING:
     import zipfile
@@ -142,13 +148,16 @@ def scan_installed(
     previous: InstalledScan | None = None,
     *,
     clock: Callable[[], float] = time.time,
+    fs: FileSystem = HOST,
 ) -> InstalledScan:
     """Scan ``paths`` for distributions, reusing ``previous`` for unchanged entries.
 
     Each given site directory's ``.pth`` files add the paths they name right
-    after it (the paths they add add nothing more, as with site.py).
+    after it (the paths they add add nothing more, as with site.py). Every file
+    is read through ``fs``; ``previous`` must come from a scan through the same
+    file system (an entry is reused on its path and mtime alone).
     """
-    scanner = _Scanner(previous, clock)
+    scanner = _Scanner(previous, clock, fs)
     for path in paths:
         scan = scanner.entry(os.path.abspath(path or os.curdir))
         if scan is not None and scan.pth_names:
@@ -166,7 +175,10 @@ def scan_installed(
 class _Scanner:
     """One scan's state: what the previous scan found, what this one has seen so far."""
 
-    def __init__(self, previous: InstalledScan | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, previous: InstalledScan | None, clock: Callable[[], float], fs: FileSystem
+    ) -> None:
+        self.fs = fs
         self.earlier = {d.path: d for d in previous.directories} if previous else {}
         self.earlier_pth = {p.path: p for p in previous.pth_files} if previous else {}
         self.clock = clock
@@ -182,7 +194,7 @@ class _Scanner:
             return None
         self.seen.add(path)
         try:
-            info = os.stat(path)
+            info = self.fs.stat(path)
         except (OSError, ValueError):
             return None  # sys.path names zip files and folders that need not exist
         before = self.earlier.get(path)
@@ -191,9 +203,9 @@ class _Scanner:
             return before
         scanned_at = self.clock()
         if stat.S_ISDIR(info.st_mode):
-            scan = _scan_directory(path, info.st_mtime_ns, scanned_at)
+            scan = _scan_directory(path, info.st_mtime_ns, scanned_at, self.fs)
         elif stat.S_ISREG(info.st_mode) or is_egg(path):
-            scan = _scan_archive(path, info.st_mtime_ns, scanned_at)
+            scan = _scan_archive(path, info.st_mtime_ns, scanned_at, self.fs)
         else:
             return None
         if scan is not None:
@@ -204,7 +216,7 @@ class _Scanner:
     def pth(self, path: str) -> PthScan:
         """Read one ``.pth`` file, or reuse its last reading when its mtime is unchanged."""
         try:
-            mtime_ns = os.stat(path).st_mtime_ns
+            mtime_ns = self.fs.stat(path).st_mtime_ns
         except OSError as exc:
             mtime_ns = -1
             reason = f"cannot read: {exc.strerror or exc}"
@@ -215,7 +227,7 @@ class _Scanner:
                 scan = before
             else:
                 scanned_at = self.clock()
-                lines = read_pth(path)
+                lines = read_pth(path, fs=self.fs)
                 self.pth_read += 1
                 reusable = not lines.retry and scanned_at - mtime_ns / 1e9 > RACY_SECONDS
                 skipped = (Skipped(path, lines.problem),) if lines.problem else ()
@@ -224,10 +236,11 @@ class _Scanner:
         return scan
 
 
-def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectoryScan | None:
+def _scan_directory(
+    path: str, mtime_ns: int, scanned_at: float, fs: FileSystem
+) -> DirectoryScan | None:
     try:
-        with os.scandir(path) as entries:
-            names = sorted(e.name for e in entries)
+        names = sorted(fs.listdir(path))
     except (NotADirectoryError, FileNotFoundError):
         return None
     except OSError as exc:
@@ -243,7 +256,7 @@ def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectorySca
             metadata = f"{path}{os.sep}{name}{os.sep}METADATA"
         elif low.endswith(".egg-info"):
             entry = os.path.join(path, name)
-            metadata = os.path.join(entry, "PKG-INFO") if os.path.isdir(entry) else entry
+            metadata = os.path.join(entry, "PKG-INFO") if fs.is_dir(entry) else entry
         elif egg and low == "egg-info":
             metadata = f"{path}{os.sep}{name}{os.sep}PKG-INFO"
         elif site and name.endswith(".pth"):
@@ -252,20 +265,20 @@ def _scan_directory(path: str, mtime_ns: int, scanned_at: float) -> DirectorySca
         else:
             continue
         try:
-            dists.append(read_distribution(metadata))
+            dists.append(read_distribution(metadata, fs=fs))
         except MetadataError as exc:
             skipped.append(Skipped(metadata, str(exc)))
     reusable = scanned_at - mtime_ns / 1e9 > RACY_SECONDS
     return DirectoryScan(path, mtime_ns, reusable, tuple(dists), tuple(skipped), tuple(pth_names))
 
 
-def _scan_archive(path: str, mtime_ns: int, scanned_at: float) -> DirectoryScan:
+def _scan_archive(path: str, mtime_ns: int, scanned_at: float, fs: FileSystem) -> DirectoryScan:
     """A zip path entry's distributions; a broken egg is one Skipped entry."""
     dists: list[Distribution] = []
     skipped: list[Skipped] = []
     reusable = scanned_at - mtime_ns / 1e9 > RACY_SECONDS
     try:
-        with open_archive(path) as archive:
+        with open_archive(path, fs=fs) as archive:
             for member in metadata_members(archive.namelist(), is_egg(path)):
                 where = f"{path}{os.sep}{member}"
                 try:
@@ -298,11 +311,12 @@ class MetadataError(Exception):
     """A metadata file that cannot give a usable name and version."""
 
 
-def read_distribution(metadata_path: str) -> Distribution:
-    """Read ``Name`` and ``Version`` from the header of a METADATA or PKG-INFO file."""
+def read_distribution(metadata_path: str, *, fs: FileSystem = HOST) -> Distribution:
+    """Read ``Name`` and ``Version`` from the header of a METADATA or PKG-INFO file,
+    opened through ``fs``."""
     try:
         # O_NONBLOCK: a FIFO planted as METADATA must not block the refresh forever.
-        fd = os.open(metadata_path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = fs.open(metadata_path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise MetadataError("not a regular file")

@@ -9,7 +9,9 @@ exists is left to the caller, which stats every path it scans anyway.
 
 Reads are bounded (``MAX_PTH_BYTES``, ``MAX_PTH_LINES``) and safe against
 hostile files: opened with ``O_NONBLOCK`` (a FIFO cannot block the refresh) and
-read only when a regular file.
+read only when a regular file. The file is opened through a
+:class:`~exporter.filesystem.FileSystem`, so that a target's ``.pth`` files are
+read inside its root.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+
+from exporter.filesystem import HOST, FileSystem
 
 MAX_PTH_BYTES = 64 * 1024  # easy-install.pth naming a hundred eggs is under 8 KiB
 MAX_PTH_LINES = 1000
@@ -36,10 +40,11 @@ class PthLines:
     retry: bool = False
 
 
-def read_pth(path: str) -> PthLines:
-    """The path lines of the ``.pth`` file at ``path``, made absolute as site.py makes them."""
+def read_pth(path: str, *, fs: FileSystem = HOST) -> PthLines:
+    """The path lines of the ``.pth`` file at ``path`` (read through ``fs``), made absolute
+    as site.py makes them: paths as the target sees them."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = fs.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 return PthLines((), "not a regular file")

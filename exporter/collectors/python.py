@@ -1,4 +1,8 @@
-"""The running interpreter's version, as a string and as prometheus_client's python_info labels."""
+"""The running interpreter's version, as a string and as prometheus_client's python_info labels.
+
+Another environment's Python is read from its ``pyvenv.cfg`` through a
+:class:`~exporter.filesystem.FileSystem`, so that a target's is read inside its root.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.filesystem import HOST, FileSystem, read_regular
+
 _VENV_DEPTH = 5  # <venv>/lib/pythonX.Y/site-packages is three levels down; allow a little more
+MAX_PYVENV_CFG_BYTES = 64 * 1024  # a few hundred bytes in practice
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +59,19 @@ def collect_python(
     )
 
 
-def find_environment_config(paths: Sequence[str]) -> Path | None:
-    """The ``pyvenv.cfg`` of the one virtual environment every path lies in, else None."""
+def find_environment_config(paths: Sequence[str], *, fs: FileSystem = HOST) -> Path | None:
+    """The ``pyvenv.cfg`` of the one virtual environment every path lies in, else None.
+
+    Each path and its parents are looked at through ``fs``; the result is a path
+    as the target sees it.
+    """
     found = set()
     for path in paths:
         config = next(
             (
                 p / "pyvenv.cfg"
                 for p in [Path(path), *Path(path).parents][:_VENV_DEPTH]
-                if (p / "pyvenv.cfg").is_file()
+                if fs.is_file(str(p / "pyvenv.cfg"))
             ),
             None,
         )
@@ -70,18 +81,22 @@ def find_environment_config(paths: Sequence[str]) -> Path | None:
     return found.pop() if len(found) == 1 else None
 
 
-def collect_environment_python(pyvenv_cfg: Path) -> PythonInfo | None:
+def collect_environment_python(pyvenv_cfg: Path, *, fs: FileSystem = HOST) -> PythonInfo | None:
     """Describe the Python of another virtual environment from its ``pyvenv.cfg``.
 
     Its interpreter is never run (a sidecar may not be able to): the version
     comes from ``version`` (venv, virtualenv) or ``version_info`` (uv), the
     implementation from ``implementation`` or the interpreter's path. None when
-    the file names no version.
+    the file names no version, or cannot be read through ``fs`` as a regular file
+    (its first ``MAX_PYVENV_CFG_BYTES`` are read, in whole lines).
     """
     try:
-        text = pyvenv_cfg.read_text(encoding="utf-8", errors="replace")
+        data = read_regular(fs, str(pyvenv_cfg), MAX_PYVENV_CFG_BYTES + 1)
     except OSError:
         return None
+    if len(data) > MAX_PYVENV_CFG_BYTES:
+        data = data[: data.rfind(b"\n", 0, MAX_PYVENV_CFG_BYTES) + 1]  # no line cut in two
+    text = data.decode("utf-8", errors="replace")
     values = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")

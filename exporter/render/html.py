@@ -192,8 +192,10 @@ _HOST_STYLE = (
     + """
 body{max-width:62rem}h2{font-size:1.1rem;margin:1.6rem 0 .4rem}
 h2 small{font-weight:400;color:#57606a}.muted{color:#57606a}
-#targets th,#where th{width:auto}#targets tr.failing td{border-bottom:0}
+#targets th,#where th{width:auto}#targets td,#where td{vertical-align:baseline}
+#targets tr.failing td{border-bottom:0}#targets td.name>a{font-weight:600}
 #targets td.n{font-variant-numeric:tabular-nums}td.v,#targets td.c{font:13px ui-monospace,monospace}
+#where{width:auto;min-width:min(100%,34rem)}#where td,#where th{padding-right:1.6rem}
 .links{display:block;font-size:.85rem}
 .sev{display:inline-block;border-radius:4px;padding:0 .35rem;margin:0 .2rem .1rem 0;
 font-size:.8rem;font-weight:600;color:#fff;background:#6e7781;white-space:nowrap}
@@ -213,6 +215,16 @@ input,#targets tr{border-color:#30363d}}
 """
 )
 
+_SEARCH = """<p><label for="module-search">Module name, or part of it</label>
+<input id="module-search" type="search" placeholder="django" autocomplete="off"
+spellcheck="false"></p>
+<p id="where-note" class="sub" aria-live="polite">Every target that has a matching module, \
+and at which version.</p>
+<table id="where" hidden><thead><tr><th>Module</th><th>Version</th><th>Target</th></tr>
+</thead><tbody></tbody></table>"""
+_SEARCH_REDACTED = """<p id="where-note" class="sub">Nothing to search: \
+<code>redact.modules</code> hides the module lists from JSON, and with them the module index.</p>"""
+
 
 def _host_landing(host: Host, version: str, own_table: str) -> bytes:
     """The landing page of a host with targets: the targets, the module search, then the
@@ -220,6 +232,10 @@ def _host_landing(host: Host, version: str, own_table: str) -> bytes:
     node = escape(host.own.published_platform.node)
     rows = "\n".join(_target_rows(t) for t in host.targets)
     n = len(host.targets)
+    if host.own.redaction.modules_hidden_from("json"):  # the index is empty: say why
+        search, script = _SEARCH_REDACTED, ""
+    else:
+        search, script = _SEARCH, f"<script>{_LANDING_SCRIPT}</script>\n"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -238,13 +254,7 @@ def _host_landing(host: Host, version: str, own_table: str) -> bytes:
 {rows}
 </tbody></table>
 <h2>Where does a module run?</h2>
-<p><label for="module-search">Module name, or part of it</label>
-<input id="module-search" type="search" placeholder="django" autocomplete="off"
-spellcheck="false"></p>
-<p id="where-note" class="sub" aria-live="polite">Every target that has a matching module, \
-and at which version.</p>
-<table id="where" hidden><thead><tr><th>Module</th><th>Version</th><th>Target</th></tr>
-</thead><tbody></tbody></table>
+{search}
 <h2>The exporter's own environment, and this host</h2>
 <p><a href="api/v1/status/?pretty">Status</a> (JSON) &middot;
 <a href="api/v1/status/?format=html">Status page</a> &middot;
@@ -252,8 +262,7 @@ and at which version.</p>
 <table>
 {own_table}
 </table>
-<script>{_LANDING_SCRIPT}</script>
-</body></html>
+{script}</body></html>
 """
     return page.encode("utf-8")
 
@@ -276,9 +285,9 @@ def _target_rows(target: Target) -> str:
             f'<a href="{urls["sbom_url"]}">SBOM</a></span></td>'
         )
         python = s.python
-        kind = f"{python.implementation} " if python.implementation != "unknown" else ""
+        implementation = f"{python.implementation} " if python.implementation != "unknown" else ""
         facts = [
-            ("Python", escape(kind + python.version)),
+            ("Python", escape(implementation + python.version)),
             ("Commit", escape(s.commit.value)),
             ("Modules", str(len(s.modules))),
         ]

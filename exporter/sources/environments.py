@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter.config import AppConfig, Config, EnvironmentTargetConfig, TargetCommitConfig
+from exporter.filesystem import HOST, FileSystem
 
 KIND_ENVIRONMENT = "environment"
 
@@ -36,38 +37,47 @@ def _spec(target: EnvironmentTargetConfig) -> TargetSpec:
     return TargetSpec(target.name, KIND_ENVIRONMENT, target.paths, target.commit, target.app)
 
 
-def site_directories(paths: Sequence[str]) -> tuple[str, ...]:
+def site_directories(paths: Sequence[str], *, fs: FileSystem = HOST) -> tuple[str, ...]:
     """The directories to scan for ``paths``: a venv root (it holds ``pyvenv.cfg``) becomes
     its ``lib/python*/site-packages`` and ``lib64/...`` (once each, ``lib64`` is often a
     link to ``lib``); any other directory is scanned as it is.
 
-    Raise TargetUnreadable when a path does not exist, is not a directory, cannot be
-    listed, or is a venv root without site-packages.
+    Everything is looked at through ``fs``: the paths, and those returned, are as the
+    target sees them. Raise TargetUnreadable when a path does not exist, is not a
+    directory, cannot be listed, or is a venv root without site-packages.
     """
     found: list[str] = []
     seen: set[str] = set()
     for path in paths:
         try:
-            is_venv = os.path.isfile(os.path.join(path, "pyvenv.cfg"))
-            os.scandir(path).close()  # listable: the scan would otherwise skip it silently
+            is_venv = fs.is_file(os.path.join(path, "pyvenv.cfg"))
+            # Listable, as opendir() checks it without reading an entry: the scan would
+            # otherwise skip it silently.
+            os.close(fs.open(path, os.O_RDONLY | os.O_DIRECTORY))
         except OSError as exc:
             raise TargetUnreadable(f"{path}: {exc.strerror or exc}") from None
-        directories = _venv_site_packages(path) if is_venv else [path]
+        directories = _venv_site_packages(path, fs) if is_venv else [path]
         if not directories:
             raise TargetUnreadable(f"{path}: a virtual environment without site-packages")
         for directory in directories:
-            real = os.path.realpath(directory)
+            real = fs.realpath(directory)
             if real not in seen:
                 seen.add(real)
                 found.append(directory)
     return tuple(found)
 
 
-def _venv_site_packages(root: str) -> list[str]:
-    escaped = glob.escape(root)
-    return sorted(
-        p
-        for lib in ("lib", "lib64")
-        for p in glob.glob(os.path.join(escaped, lib, "python*", "site-packages"))
-        if os.path.isdir(p)
-    )
+def _venv_site_packages(root: str, fs: FileSystem) -> list[str]:
+    """``glob(root/lib*/python*/site-packages)`` for ``lib`` and ``lib64``, directories only."""
+    found = []
+    for lib in ("lib", "lib64"):
+        directory = os.path.join(root, lib)
+        try:
+            names = fs.listdir(directory)
+        except OSError:
+            continue
+        for name in fnmatch.filter(names, "python*"):
+            site = os.path.join(directory, name, "site-packages")
+            if fs.is_dir(site):
+                found.append(site)
+    return sorted(found)

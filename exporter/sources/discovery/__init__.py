@@ -1,0 +1,1 @@
+"""Targets found among running processes: procfs, their roots, their cgroups."""
