@@ -61,10 +61,12 @@ pytest-other-pythons:
 # Ratios against baselines run side by side (needs wrk for real figures:
 # apt-get install wrk prometheus-node-exporter). BENCH_ARGS='--distributions 10000'.
 # The security rows (advisories, SBOM) build a 20,000-advisory OSV zip from
-# ../shared/data; SECURITY_BENCH_ARGS='--osv-source DIR' points elsewhere.
+# ../shared/data; SECURITY_BENCH_ARGS='--osv-source DIR' points elsewhere. The targets rows
+# (50 environments x 300 distributions): TARGETS_BENCH_ARGS='--environments 5'.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/security.py $(SECURITY_BENCH_ARGS)
+	$(BIN)/python bench/targets.py $(TARGETS_BENCH_ARGS)
 
 # A million requests while refreshes run back to back and the environment
 # changes; fails on any error, RSS growth of 5% or more, or leaked descriptors.

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from exporter.collectors.installed import RACY_SECONDS
 from exporter.collectors.python import (
     PythonInfo,
     collect_environment_python,
@@ -56,6 +57,11 @@ class Target:
     errors: int = 0  # refreshes in which its paths could not be read
     last_error: str | None = None  # the latest refresh's failure; None when it succeeded
     python_stamp: PythonStamp | None = None  # what the Python was read from, to reuse it
+    # Reused while they hold, so that an unchanged target costs its stats:
+    layout: Layout | None = None  # what its directories were found from
+    base_config: Config | None = None  # the host's config the next three were made with
+    target_config: Config | None = None
+    identity: Identity | None = None
 
     @property
     def name(self) -> str:
@@ -132,33 +138,48 @@ def _take_target(
 ) -> Target:
     if previous is not None and previous.spec != spec:
         previous = None  # reconfigured under the same name: nothing carries over
-    try:
-        directories = site_directories(spec.paths)
-    except TargetUnreadable as exc:
-        return Target(
-            spec,
-            previous.snapshot if previous else None,
-            previous.directories if previous else (),
-            errors=(previous.errors if previous else 0) + 1,
-            last_error=str(exc),
-            python_stamp=previous.python_stamp if previous else None,
-        )
+    layout = previous.layout if previous is not None else None
+    if layout is not None and layout.holds(sources.clock()):
+        directories = previous.directories if previous is not None else ()
+    else:
+        try:
+            directories = site_directories(spec.paths)
+        except TargetUnreadable as exc:
+            return Target(
+                spec,
+                previous.snapshot if previous else None,
+                previous.directories if previous else (),
+                errors=(previous.errors if previous else 0) + 1,
+                last_error=str(exc),
+                python_stamp=previous.python_stamp if previous else None,
+            )
+        layout = Layout.of(spec.paths, directories)
     python, stamp = _target_python(directories, previous)
-    target_config = dataclasses.replace(
-        config,
-        modules=dataclasses.replace(config.modules, source="installed", paths=directories),
-        commit=CommitConfig(
-            value=spec.commit.value,
-            env=spec.commit.env,
-            file=spec.commit.file,
-            git_dir=spec.commit.git_dir,
-        ),
-        app=spec.app,
-    )
+    if (
+        previous is not None
+        and previous.base_config is config
+        and previous.target_config is not None
+        and previous.identity is not None
+        and previous.directories == directories
+    ):
+        target_config, identity_here = previous.target_config, previous.identity
+    else:
+        target_config = dataclasses.replace(
+            config,
+            modules=dataclasses.replace(config.modules, source="installed", paths=directories),
+            commit=CommitConfig(
+                value=spec.commit.value,
+                env=spec.commit.env,
+                file=spec.commit.file,
+                git_dir=spec.commit.git_dir,
+            ),
+            app=spec.app,
+        )
+        identity_here = target_identity(identity, spec.name)
     earlier = previous.snapshot if previous and previous.directories == directories else None
     snapshot = take_snapshot(
         target_config,
-        target_identity(identity, spec.name),
+        identity_here,
         earlier,
         sources,
         advisories=own.advisories if config.advisories.paths else None,
@@ -172,7 +193,53 @@ def _take_target(
         errors=previous.errors if previous else 0,
         last_error=None,
         python_stamp=stamp,
+        layout=layout,
+        base_config=config,
+        target_config=target_config,
+        identity=identity_here,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What decides a target's site-packages directories, stamped: its configured paths,
+    their ``lib`` and ``lib64``, and the parents of the directories found. While no stamp
+    moves, the directories are the same (an unchanged target costs these stats)."""
+
+    paths: tuple[str, ...]
+    stamps: tuple[int, ...]
+    newest: float  # the newest change time seen, in seconds
+
+    @classmethod
+    def of(cls, configured: Sequence[str], directories: Sequence[str]) -> Layout:
+        """Stamp the paths that ``site_directories`` looked at for ``configured``."""
+        paths = tuple(
+            dict.fromkeys(
+                [
+                    *configured,
+                    *(os.path.join(p, lib) for p in configured for lib in ("lib", "lib64")),
+                    *(os.path.dirname(d) for d in directories),
+                ]
+            )
+        )
+        stamps = _change_times(paths)
+        return cls(paths, stamps, max(stamps, default=0) / 1e9)
+
+    def holds(self, now: float) -> bool:
+        """Whether nothing moved, and the last change is older than the racy window."""
+        return now - self.newest > RACY_SECONDS and _change_times(self.paths) == self.stamps
+
+
+def _change_times(paths: Sequence[str]) -> tuple[int, ...]:
+    """Each path's ctime (a chmod moves it too, a listing's change moves the mtime and it);
+    -1 for a path that is not there."""
+    stamps = []
+    for path in paths:
+        try:
+            stamps.append(os.stat(path).st_ctime_ns)
+        except OSError:
+            stamps.append(-1)
+    return tuple(stamps)
 
 
 def target_identity(identity: Identity, name: str) -> Identity:

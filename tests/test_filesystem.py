@@ -39,34 +39,42 @@ class RecordingFileSystem:
         return [path for op, path in self.calls if not operations or op in operations]
 
     def open(self, path: str, flags: int = os.O_RDONLY) -> int:
+        """HOST.open, logged."""
         self.calls.append(("open", path))
         return HOST.open(path, flags)
 
     def stat(self, path: str) -> os.stat_result:
+        """HOST.stat, logged."""
         self.calls.append(("stat", path))
         return HOST.stat(path)
 
     def lstat(self, path: str) -> os.stat_result:
+        """HOST.lstat, logged."""
         self.calls.append(("lstat", path))
         return HOST.lstat(path)
 
     def listdir(self, path: str) -> list[str]:
+        """HOST.listdir, logged."""
         self.calls.append(("listdir", path))
         return HOST.listdir(path)
 
     def readlink(self, path: str) -> str:
+        """HOST.readlink, logged."""
         self.calls.append(("readlink", path))
         return HOST.readlink(path)
 
     def realpath(self, path: str) -> str:
+        """HOST.realpath, logged."""
         self.calls.append(("realpath", path))
         return HOST.realpath(path)
 
     def is_dir(self, path: str) -> bool:
+        """HOST.is_dir, logged."""
         self.calls.append(("is_dir", path))
         return HOST.is_dir(path)
 
     def is_file(self, path: str) -> bool:
+        """HOST.is_file, logged."""
         self.calls.append(("is_file", path))
         return HOST.is_file(path)
 
@@ -80,6 +88,7 @@ class Audit:
 
     @classmethod
     def hook(cls, event: str, args: tuple[object, ...]) -> None:
+        """Note an audited open or listing of this thread's, while recording."""
         if cls.recording is None or threading.get_ident() != cls.thread:
             return
         if event in ("open", "os.listdir", "os.scandir", "glob.glob") and args:
@@ -89,6 +98,7 @@ class Audit:
 
     @classmethod
     def start(cls) -> list[tuple[str, str]]:
+        """Record from now on (installing the hook once): the list that fills."""
         if not cls._installed:
             sys.addaudithook(cls.hook)  # for the rest of the process; idle when not recording
             cls._installed = True
@@ -97,6 +107,7 @@ class Audit:
 
     @classmethod
     def stop(cls) -> None:
+        """Stop recording."""
         cls.recording = None
 
 
@@ -199,6 +210,17 @@ def test_reading_through_host_is_reading_as_before(tmp_path, git_repo):
     assert collect_commit(**args, fs=HOST) == collect_commit(**args)
 
 
+def test_the_audit_catches_a_read_that_bypasses_the_fs(tmp_path):
+    """An open or a listing made around the fs fails the check, naming the path."""
+    (tmp_path / "file").write_text("data")
+    fs = RecordingFileSystem()
+    with pytest.raises(AssertionError, match="bypassed the fs"):
+        read_through(fs, lambda: (tmp_path / "file").read_text())
+    with pytest.raises(AssertionError, match="bypassed the fs"):
+        read_through(fs, lambda: os.scandir(tmp_path).close())
+    assert read_through(fs, lambda: os.close(fs.open(str(tmp_path / "file")))) is None
+
+
 def test_a_scan_reads_every_file_through_the_fs_and_nothing_outside(tmp_path):
     """A site-packages with dist-info, egg-info, .pth files and a zipped egg is read through
     the fs alone, one open per metadata file, and only below the directories given."""
@@ -215,7 +237,7 @@ def test_a_scan_reads_every_file_through_the_fs_and_nothing_outside(tmp_path):
     assert sum(p.endswith(".egg-info") for p in opened) == 1  # oldthing's file
     assert sum(p.endswith(".egg") for p in opened) == 1  # zipped's members come from its fd
     assert sum(p.endswith(".pth") for p in opened) == 2
-    assert len(opened) == len(EXPECTED) - 1 + 2  # a file a distribution but the egg's, the .pth
+    assert len(opened) == len(EXPECTED) + 2  # a file a distribution (the egg's: the zip), the .pth
     assert len(opened) == len(set(opened))
 
 
@@ -241,8 +263,11 @@ def test_a_venv_root_and_its_pyvenv_cfg_are_read_through_the_fs(tmp_path):
     fs = RecordingFileSystem()
     directories = read_through(fs, lambda: site_directories([str(venv)], fs=fs))
     assert directories == (str(site.path),)
+    fs.calls.clear()
     cfg = read_through(fs, lambda: find_environment_config(directories, fs=fs))
     assert cfg == venv / "pyvenv.cfg"
+    looked_at = [site.path, site.path.parent, site.path.parent.parent, venv]  # up to the venv
+    assert fs.calls == [("is_file", str(p / "pyvenv.cfg")) for p in looked_at]
     python = read_through(fs, lambda: collect_environment_python(cfg, fs=fs))
     assert python is not None
     assert python.version == "3.12.1"

@@ -382,3 +382,35 @@ def test_print_chooses_a_target_and_names_the_choices(tmp_path):
     assert "no target named 'nope' (targets: web)" in unknown.stderr
     metrics = run("--print", "metrics")
     assert 'module_info{module="django",target="web",version="4.2.1"} 1.0' in metrics.stdout
+
+
+def test_an_unchanged_status_document_is_reused_with_the_new_refresh_time(tmp_path):
+    """The same facts reuse the serialised document, and only refreshed_at moves; a changed
+    module gives a new document."""
+    import json as json_module
+
+    web = FakeEnvironment(tmp_path / "web")
+    web.install("django", "4.2.1")
+    config = targets_config({"name": "web", "paths": [str(web.path)]})
+    identity = Identity.new()
+    clock = iter(range(1_000_000, 2_000_000, 100))
+    sources = quiet_sources()
+    sources = type(sources)(environ={}, clock=lambda: float(next(clock)))
+    first_host = take_host(config, identity, sources=sources)
+    first = render_pages(first_host, RefreshStats(), None)
+    second = render_pages(
+        take_host(config, identity, first_host, sources=sources), RefreshStats(), first
+    )
+    a = json_module.loads(first.targets["web"].status.body("h:1"))
+    b = json_module.loads(second.targets["web"].status.body("h:1", pretty=True))
+    assert second.targets["web"].status._compact is first.targets["web"].status._compact
+    assert a["refreshed_at"] != b["refreshed_at"]
+    assert {k: v for k, v in a.items() if k != "refreshed_at"} == {
+        k: v for k, v in b.items() if k != "refreshed_at"
+    }
+    web.upgrade("django", "5.0.0")
+    third_host = take_host(config, identity, first_host, sources=sources)
+    third = render_pages(third_host, RefreshStats(), second)
+    assert json_module.loads(third.targets["web"].status.body("h:1"))["modules"] == {
+        "django": "5.0.0"
+    }

@@ -31,9 +31,13 @@ from exporter.webconfig import load_web_config
 
 DAEMON_ENDPOINTS = [
     "/",
+    "/api/v1/modules",
     "/api/v1/openapi.json",
     "/api/v1/sbom",
     "/api/v1/status/",
+    "/api/v1/targets",
+    "/api/v1/targets/{name}/sbom",
+    "/api/v1/targets/{name}/status/",
     "/healthz",
     "/metrics",
     "/readyz",
@@ -377,8 +381,12 @@ async def test_setup_gives_an_embedding_app_no_404_listing(aiohttp_client):
 
 
 async def test_404_lists_the_endpoints_as_json_for_json_clients(fake_env, start_client):
-    """A 404 asked for JSON is {"error", "endpoints"}, each endpoint one the daemon answers."""
-    client = await start_client(env_config(fake_env))
+    """A 404 asked for JSON is {"error", "endpoints"}, each endpoint one the daemon answers
+    (a target's, {name} filled in with a configured target)."""
+    config = env_config(
+        fake_env, targets={"environments": [{"name": "web", "paths": [str(fake_env.path)]}]}
+    )
+    client = await start_client(config)
     for accept in ("application/json", "application/json, text/plain, */*"):
         response = await client.get("/nope", headers={"Accept": accept})
         assert response.status == 404
@@ -386,7 +394,7 @@ async def test_404_lists_the_endpoints_as_json_for_json_clients(fake_env, start_
         assert response.headers["Vary"] == "Accept"
         assert await response.json() == {"error": "not found", "endpoints": DAEMON_ENDPOINTS}
     for path in DAEMON_ENDPOINTS:
-        assert (await client.get(path)).status == 200, path
+        assert (await client.get(path.replace("{name}", "web"))).status == 200, path
 
 
 async def test_404_lists_the_endpoints_as_text_by_default(fake_env, start_client):

@@ -179,6 +179,7 @@ class _Scanner:
         self, previous: InstalledScan | None, clock: Callable[[], float], fs: FileSystem
     ) -> None:
         self.fs = fs
+        self.stat = fs.stat  # bound once: an unchanged entry costs this call and nothing more
         self.earlier = {d.path: d for d in previous.directories} if previous else {}
         self.earlier_pth = {p.path: p for p in previous.pth_files} if previous else {}
         self.clock = clock
@@ -194,7 +195,7 @@ class _Scanner:
             return None
         self.seen.add(path)
         try:
-            info = self.fs.stat(path)
+            info = self.stat(path)
         except (OSError, ValueError):
             return None  # sys.path names zip files and folders that need not exist
         before = self.earlier.get(path)
@@ -216,7 +217,7 @@ class _Scanner:
     def pth(self, path: str) -> PthScan:
         """Read one ``.pth`` file, or reuse its last reading when its mtime is unchanged."""
         try:
-            mtime_ns = self.fs.stat(path).st_mtime_ns
+            mtime_ns = self.stat(path).st_mtime_ns
         except OSError as exc:
             mtime_ns = -1
             reason = f"cannot read: {exc.strerror or exc}"

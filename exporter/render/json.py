@@ -1,8 +1,9 @@
 """The status document of ``GET /api/v1/status/``, field for field as the original API.
 
-The document is serialised once per refresh around a marker standing where
-``server_address`` goes; a request splices its Host header in, so a response
-costs a concatenation (cached per Host), not a serialisation.
+The document is serialised once per change of its facts around markers standing where
+``server_address`` and ``refreshed_at`` go; a request splices its Host header and the
+latest refresh time in, so a response costs a concatenation (cached per Host), not a
+serialisation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from exporter.snapshot import REDACTED, Snapshot
 from exporter.vulnerabilities import vulnerable_modules
 
 _MARKER = "\x00server_address\x00"  # control characters never reach a snapshot, so it is unique
+_REFRESHED_MARKER = "\x00refreshed_at\x00"
 # Each entry is a full copy of the body (about 40 bytes a module): keep few. Clients of one
 # host send one or two Host values; more than that are concatenated per request.
 _HOST_CACHE_SIZE = 4
@@ -89,42 +91,99 @@ def advisories_fields(snapshot: Snapshot) -> dict[str, Any] | None:
 
 
 class StatusDocument:
-    """Pre-serialised JSON, compact and pretty, that takes the request's Host per call."""
+    """Pre-serialised JSON that takes the request's Host per call.
 
-    __slots__ = ("_cache", "_compact", "_pretty", "_static")
+    The document is serialised with markers where ``server_address`` and ``refreshed_at``
+    go. When ``previous`` was made from the same facts, its serialisation is reused and
+    only the new refresh time is spliced in: an unchanged target costs no encoding. The
+    indented form is made on its first request (``json.dumps(indent=2)`` is the
+    pure-Python encoder, and rarely asked for).
+    """
 
-    def __init__(self, snapshot: Snapshot) -> None:
-        fields = status_fields(snapshot, _MARKER)
-        compact = json.dumps(fields, separators=(",", ":"))
-        pretty = json.dumps(fields, indent=2) + "\n"
-        if snapshot.redaction.server_address:  # no Host to splice in: the bytes are final
-            self._compact, self._pretty = (compact.encode(), b""), (pretty.encode(), b"")
-        else:
-            self._compact, self._pretty = _split(compact), _split(pretty)
+    __slots__ = ("_cache", "_compact", "_key", "_refreshed", "_shared", "_static")
+    _compact: tuple[bytes, ...]
+    _shared: _Indented
+
+    def __init__(self, snapshot: Snapshot, previous: StatusDocument | None = None) -> None:
         self._static = snapshot.redaction.server_address
+        self._refreshed = json.dumps(_rfc3339(snapshot.taken_at)).encode()
+        self._key = _reuse_key(snapshot)
         self._cache: dict[tuple[str, bool], bytes] = {}
+        if previous is not None and previous._key == self._key:
+            self._compact, self._shared = previous._compact, previous._shared
+            return
+        fields = status_fields(snapshot, _MARKER)
+        fields["refreshed_at"] = _REFRESHED_MARKER
+        self._compact = _split(json.dumps(fields, separators=(",", ":")), self._static)
+        self._shared = _Indented(fields, self._static)
 
     def body(self, server_address: str, *, pretty: bool = False) -> bytes:
         """The document with ``server_address`` filled in."""
-        if self._static:
-            return (self._pretty if pretty else self._compact)[0]
         key = (server_address, pretty)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        head, tail = self._pretty if pretty else self._compact
-        body = head + json.dumps(server_address).encode() + tail
+        parts = self._shared.parts() if pretty else self._compact
+        if self._static:
+            body = parts[0] + self._refreshed + parts[1]
+        else:
+            address = json.dumps(server_address).encode()
+            body = parts[0] + address + parts[1] + self._refreshed + parts[2]
         if len(self._cache) >= _HOST_CACHE_SIZE:
             self._cache.clear()  # hostile Host headers cannot grow it without bound
         self._cache[key] = body
         return body
 
 
-def _split(text: str) -> tuple[bytes, bytes]:
-    head, marker, tail = text.partition(json.dumps(_MARKER))
-    if not marker or json.dumps(_MARKER) in tail:
-        raise ValueError("server_address marker must appear exactly once")
-    return head.encode(), tail.encode()
+class _Indented:
+    """The indented form, made once on first use and shared by documents that reuse it."""
+
+    __slots__ = ("_fields", "_parts", "_static")
+
+    def __init__(self, fields: dict[str, Any], static: bool) -> None:
+        self._fields: dict[str, Any] | None = fields
+        self._parts: tuple[bytes, ...] | None = None
+        self._static = static
+
+    def parts(self) -> tuple[bytes, ...]:
+        if self._parts is None:
+            assert self._fields is not None
+            self._parts = _split(json.dumps(self._fields, indent=2) + "\n", self._static)
+            self._fields = None
+        return self._parts
+
+
+def _reuse_key(snapshot: Snapshot) -> tuple[object, ...]:
+    """Everything the document says but the refresh time: equal keys, equal bytes."""
+    db = snapshot.advisories
+    return (
+        snapshot.facts(),
+        snapshot.commit.value,
+        snapshot.identity,
+        snapshot.advisory_paths,
+        db.loaded_at,
+        db.last_error,
+        db.failing_since,
+        db.advisories,
+        db.skipped,
+        db.newest_modified,
+        snapshot.advisories_stale,
+    )
+
+
+def _split(text: str, static: bool) -> tuple[bytes, ...]:
+    """``text`` cut at its markers: [head, mid, tail] around server_address and refreshed_at,
+    or [head, tail] around refreshed_at alone when server_address is redacted."""
+    markers = ([] if static else [json.dumps(_MARKER)]) + [json.dumps(_REFRESHED_MARKER)]
+    parts: list[bytes] = []
+    rest = text
+    for marker in markers:
+        head, found, rest = rest.partition(marker)
+        if not found or marker in rest:
+            raise ValueError(f"marker {marker!r} must appear exactly once")
+        parts.append(head.encode())
+    parts.append(rest.encode())
+    return tuple(parts)
 
 
 def _rfc3339(timestamp: float) -> str:

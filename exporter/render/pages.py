@@ -13,7 +13,7 @@ from exporter.render.html import render_landing, render_status_page
 from exporter.render.json import StatusDocument
 from exporter.render.prometheus import MetricsPages
 from exporter.render.sbom import SbomDocument
-from exporter.render.targets import render_module_index, render_targets_index
+from exporter.render.targets import ModuleIndex, render_targets_index
 from exporter.snapshot import Snapshot
 
 
@@ -67,7 +67,13 @@ class Pages:
     sbom: SbomDocument
     targets: Mapping[str, TargetPages] = field(default_factory=lambda: MappingProxyType({}))
     targets_index: bytes = b'{"targets":[]}'
-    module_index: bytes = b'{"modules":{}}'
+    module_index_document: ModuleIndex | None = None
+
+    @property
+    def module_index(self) -> bytes:
+        """The body of ``/api/v1/modules``."""
+        doc = self.module_index_document
+        return doc.body if doc is not None else b'{"modules":{}}'
 
 
 def render_pages(
@@ -91,7 +97,7 @@ def render_pages(
         earlier = previous.targets.get(target.name) if previous else None
         sbom_path = f"/api/v1/targets/{target.name}/sbom"
         targets[target.name] = TargetPages(
-            status=StatusDocument(target.snapshot),
+            status=StatusDocument(target.snapshot, earlier.status if earlier else None),
             status_page=LazyPage(
                 target.snapshot,
                 stats,
@@ -102,11 +108,15 @@ def render_pages(
         )
     return Pages(
         metrics=MetricsPages(host, stats, previous.metrics if previous else None),
-        status=StatusDocument(snapshot),
+        status=StatusDocument(snapshot, previous.status if previous else None),
         status_page=render_status_page(snapshot, stats, metrics_path=metrics_path),
         landing=render_landing(snapshot, stats, host),
         sbom=SbomDocument(snapshot, previous.sbom if previous else None),
         targets=MappingProxyType(targets),
         targets_index=render_targets_index(host),
-        module_index=render_module_index(host) if host.has_targets else b'{"modules":{}}',
+        module_index_document=(
+            ModuleIndex(host, previous.module_index_document if previous else None)
+            if host.has_targets
+            else None
+        ),
     )

@@ -4,6 +4,7 @@ page searches ("where does module X run, and at which version?")."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -48,13 +49,35 @@ def render_targets_index(host: Host) -> bytes:
     ).encode()
 
 
-def render_module_index(host: Host) -> bytes:
+class ModuleIndex:
     """``{"modules": {name: [{"target", "version"}, ...]}}`` over every target's published
-    modules, names sorted: what the landing page's search reads."""
-    index: dict[str, list[dict[str, str]]] = {}
-    for target in host.targets:
-        if target.snapshot is None:
-            continue
-        for module, version in target.snapshot.published_modules("json").items():
-            index.setdefault(module, []).append({"target": target.name, "version": version})
-    return json.dumps({"modules": dict(sorted(index.items()))}, separators=(",", ":")).encode()
+    modules, names sorted: what the landing page's search reads. Rebuilt only when some
+    target's modules are not the very mapping they were (15,000 entries cost 50 ms)."""
+
+    __slots__ = ("_sources", "body")
+
+    def __init__(self, host: Host, previous: ModuleIndex | None = None) -> None:
+        sources = tuple(
+            (t.name, t.snapshot.published_modules("json"))
+            for t in host.targets
+            if t.snapshot is not None
+        )
+        self._sources = sources
+        if previous is not None and _same(previous._sources, sources):
+            self.body: bytes = previous.body
+            return
+        index: dict[str, list[dict[str, str]]] = {}
+        for name, modules in sources:
+            for module, version in modules.items():
+                index.setdefault(module, []).append({"target": name, "version": version})
+        self.body = json.dumps(
+            {"modules": dict(sorted(index.items()))}, separators=(",", ":")
+        ).encode()
+
+
+def _same(
+    old: tuple[tuple[str, Mapping[str, str]], ...], new: tuple[tuple[str, Mapping[str, str]], ...]
+) -> bool:
+    return len(old) == len(new) and all(
+        a[0] == b[0] and a[1] is b[1] for a, b in zip(old, new, strict=True)
+    )

@@ -84,6 +84,7 @@ _PROC_SUPER_MAGIC: Final = 0x9FA0  # include/uapi/linux/magic.h
 _PROC_ROOT_INO: Final = 1  # fs/proc/internal.h: the inode of a procfs mount's root
 _WRITE_FLAGS: Final = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_EXCL
 _TMPFILE: Final = getattr(os, "O_TMPFILE", 0)
+_PATH_FLAGS: Final = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW
 _WALK_DIR: Final = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
 _EAGAIN_RETRIES: Final = 4
 _AT_FDCWD: Final = -100
@@ -258,12 +259,17 @@ class RootFileSystem:
         """An fd for ``path`` resolved inside the root, opened with ``flags``; the caller closes it.
 
         ``O_NONBLOCK``, ``O_NOFOLLOW``, ``O_DIRECTORY``, ``O_PATH`` and the like are
-        passed through; ``O_CLOEXEC`` and ``O_NOCTTY`` are always added. Flags that
+        passed through (with ``O_PATH``, as open(2) does, only ``O_DIRECTORY`` and
+        ``O_NOFOLLOW`` count); ``O_CLOEXEC``, and ``O_NOCTTY`` without ``O_PATH``, are
+        always added. Flags that
         write or create raise ValueError. Raises OSError (ELOOP for a loop, more than
         40 links or a magic link; FileNotFoundError for a dangling link).
         """
         if flags & _WRITE_FLAGS or (_TMPFILE and flags & _TMPFILE == _TMPFILE):
             raise ValueError(f"a target's files are only read: flags {flags:#o} write")
+        if flags & os.O_PATH:
+            # open(2) ignores the other flags beside O_PATH; openat2(2) refuses them (EINVAL).
+            return self._open(path, flags & _PATH_FLAGS | os.O_CLOEXEC)
         return self._open(path, flags | os.O_CLOEXEC | os.O_NOCTTY)
 
     def stat(self, path: str) -> os.stat_result:
