@@ -40,7 +40,7 @@ REQUIRE_TOOLS = os.environ.get("STATUS_EXPORTER_REQUIRE_TOOLS") == "1"
 NOT_HERE = frozenset(filter(None, os.environ.get("STATUS_EXPORTER_NOT_HERE", "").split(",")))
 
 
-# The original status API's fields and their JSON types (../shared/reference/status-api.md).
+# The original status API's fields and their JSON types (its reference, status-api.md).
 REFERENCE_TYPES = {
     "api_version": int,
     "commit": str,
