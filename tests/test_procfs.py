@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -529,9 +528,12 @@ def test_real_exe_and_maps_show_the_python_that_runs(sleeper: subprocess.Popen[s
     found = os.stat(interpreter)
     assert mappings[interpreter].dev == (os.major(found.st_dev), os.minor(found.st_dev))
     assert mappings[interpreter].inode == found.st_ino
-    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        library = sysconfig.get_config_var("LDLIBRARY")
-        assert any(os.path.basename(path).startswith(library) for path in mappings)
+    # The child maps libpython exactly when this same interpreter does (Debian's python3 is
+    # linked statically although sysconfig says Py_ENABLE_SHARED; pyenv's is shared).
+    own = {m.path for m in fs.maps(os.getpid())}
+    own_libpython = sorted(p for p in own if os.path.basename(p).startswith("libpython"))
+    child_libpython = sorted(p for p in mappings if os.path.basename(p).startswith("libpython"))
+    assert child_libpython == own_libpython
     assert all(not m.path.startswith("[") for m in mappings.values())
 
 
