@@ -51,7 +51,12 @@ class FileSystem(Protocol):
         ...
 
     def realpath(self, path: str) -> str:
-        """``path`` with every link resolved, as the target sees it."""
+        """``path`` with every link resolved, as the target sees it.
+
+        May raise OSError when a component is missing or a loop (a process's root
+        does: it is strict); HOST is ``os.path.realpath`` and does not. Callers
+        handle both.
+        """
         ...
 
     def is_dir(self, path: str) -> bool:

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support import FakeEnvironment, git
+from support import FakeEnvironment, git, tool
 
 from exporter.collectors.commit import MAX_COMMIT_FILE_BYTES, collect_commit
 from exporter.collectors.git import read_head_commit
@@ -326,3 +326,79 @@ def test_a_long_commit_file_gives_its_first_line_from_a_bounded_read(tmp_path):
         value=None, env_names=(), environ={}, file=str(tmp_path / "crlf"), git_dir=None
     )
     assert crlf.value == "abc1234"
+
+
+MARKER = "host-marker-5f3a"  # in files outside the root alone: it must never be read
+
+
+@pytest.mark.parametrize("use_openat2", [True, False], ids=["openat2", "resolver"])
+def test_links_out_of_a_process_root_are_read_inside_it(tmp_path, use_openat2):
+    """Through RootFileSystem, absolute links to host files outside the root (METADATA, a .pth,
+    pyvenv.cfg) resolve inside it: skipped when dangling there, else read there, never outside."""
+    rootfs = pytest.importorskip("exporter.sources.discovery.rootfs")
+    host = tmp_path / "host"  # outside the root: what a plain open of the links would read
+    (host / "inside").mkdir(parents=True)
+    leak = f"Metadata-Version: 2.1\nName: {MARKER}\nVersion: 6.6.6\n"
+    (host / "METADATA").write_text(leak)
+    (host / "inside" / "METADATA").write_text(leak)
+    (host / "pyvenv.cfg").write_text(f"version = 3.99.0\nimplementation = {MARKER}\n")
+    (host / "project" / f"{MARKER}.egg-info").mkdir(parents=True)
+    (host / "project" / f"{MARKER}.egg-info" / "PKG-INFO").write_text(leak)
+    (host / "out.pth").write_text(f"{host / 'project'}\n")
+    root = tmp_path / "root"
+    venv = root / "venv"
+    site = FakeEnvironment(venv / "lib" / "python3.11" / "site-packages")
+    site.install("good", "1.0")
+    for stem, target in (("gone-1.0", host / "METADATA"), ("inside-2.0", host / "inside/METADATA")):
+        (site.path / f"{stem}.dist-info").mkdir()
+        os.symlink(target, site.path / f"{stem}.dist-info" / "METADATA")
+    os.symlink(host / "out.pth", site.path / "out.pth")
+    os.symlink(host / "pyvenv.cfg", venv / "pyvenv.cfg")
+    # Inside the root, at the paths the links name as the target sees them: two of the files.
+    in_root = root / host.relative_to("/")
+    (in_root / "inside").mkdir(parents=True)
+    (in_root / "inside" / "METADATA").write_text("Name: inside\nVersion: 2.0\n")
+    (in_root / "pyvenv.cfg").write_text("version = 3.11.4\n")
+    with rootfs.RootFileSystem(str(root), use_openat2=use_openat2) as fs:
+        if use_openat2 and not fs.uses_openat2:
+            pytest.skip("openat2 is not available here")
+        (directory,) = site_directories(["/venv"], fs=fs)
+        scan = scan_installed([directory], fs=fs)
+        cfg = find_environment_config([directory], fs=fs)
+        python = collect_environment_python(cfg, fs=fs) if cfg else None
+    assert directory == "/venv/lib/python3.11/site-packages"
+    assert scan.distributions() == {"good": "1.0", "inside": "2.0"}
+    skipped = {s.path: s.reason for s in scan.skipped()}
+    assert set(skipped) == {f"{directory}/gone-1.0.dist-info/METADATA", f"{directory}/out.pth"}
+    assert all(reason.startswith("cannot read") for reason in skipped.values())
+    assert cfg == Path("/venv/pyvenv.cfg")
+    assert python is not None
+    assert python.version == "3.11.4"
+    for result in (scan, cfg, python):
+        assert MARKER not in repr(result)
+    # The same links read through HOST do reach the host's files: the test's own control.
+    assert MARKER in repr(scan_installed([str(site.path)]).distributions())
+
+
+def test_a_commit_file_and_a_gitdir_are_read_inside_a_process_root(tmp_path):
+    """Through RootFileSystem a commit file linking out of the root is not read, and a .git
+    file's absolute gitdir names the repository inside the root, not the host's."""
+    rootfs = pytest.importorskip("exporter.sources.discovery.rootfs")
+    tool("git")
+    (tmp_path / "REVISION").write_text(f"{MARKER}\n")
+    root = tmp_path / "root"
+    (root / "repo").mkdir(parents=True)
+    git(root / "repo", "init", "-q", "-b", "main")
+    (root / "repo" / "f").write_text("1")
+    git(root / "repo", "add", "f")
+    git(root / "repo", "commit", "-q", "-m", "c1")
+    (root / "app").mkdir()
+    (root / "app" / ".git").write_text("gitdir: /repo/.git\n")  # as the target sees it
+    os.symlink(tmp_path / "REVISION", root / "app" / "REVISION")
+    with rootfs.RootFileSystem(str(root)) as fs:
+        commit = collect_commit(
+            value=None, env_names=(), environ={}, file="/app/REVISION", git_dir="/app", fs=fs
+        )
+    assert commit.source == "git"
+    assert git(root / "repo", "rev-parse", "HEAD").startswith(commit.value)
+    assert MARKER not in repr(commit)

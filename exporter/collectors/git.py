@@ -75,7 +75,12 @@ def _relative_to(base: Path, named: str, fs: FileSystem) -> Path:
     """The directory a git file names: an absolute path as it is, a relative one from
     ``base`` with its links resolved (``Path.resolve``, through ``fs``)."""
     target = Path(named)
-    return target if target.is_absolute() else Path(fs.realpath(str(base / target)))
+    if target.is_absolute():
+        return target
+    try:
+        return Path(fs.realpath(str(base / target)))
+    except OSError as exc:  # a strict realpath (a process's root) refuses a missing path
+        raise GitError(f"cannot resolve {base / target}: {exc.strerror or exc}") from None
 
 
 def _read_ref(git_dir: Path, common_dir: Path, ref: str, fs: FileSystem) -> str | None:

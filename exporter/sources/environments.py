@@ -60,7 +60,10 @@ def site_directories(paths: Sequence[str], *, fs: FileSystem = HOST) -> tuple[st
         if not directories:
             raise TargetUnreadable(f"{path}: a virtual environment without site-packages")
         for directory in directories:
-            real = fs.realpath(directory)
+            try:
+                real = fs.realpath(directory)
+            except OSError as exc:  # strict in a process's root: it went away since
+                raise TargetUnreadable(f"{directory}: {exc.strerror or exc}") from None
             if real not in seen:
                 seen.add(real)
                 found.append(directory)
