@@ -19,8 +19,8 @@ from exporter.snapshot import Snapshot
 
 class LazyPage:
     """A page rendered on its first request and kept: a target's status page. Its HTML for
-    300 modules took 1.5 ms (median of 50, /tmp/pagecost.py-style, this 2-core VM), 75 ms a
-    refresh for 50 targets whose pages are rarely opened; the JSON (0.5 ms) is eager."""
+    300 modules took 1.5 ms (median of 50, /tmp/pagecost.py-style, this 2-core VM), so 50
+    targets would pay that fifty times a refresh for pages rarely opened; the JSON is eager."""
 
     __slots__ = ("_body", "_lock", "_sbom_path", "_snapshot", "_stats", "_title")
 
