@@ -49,13 +49,13 @@ from harness import (  # noqa: E402
     write_config,
 )
 
-from exporter.collectors.advisories import load_advisories  # noqa: E402
-from exporter.collectors.advisory_worker import load_in_child  # noqa: E402
+from exporter.advisories.database import load_advisories  # noqa: E402
+from exporter.advisories.matching import match_vulnerabilities  # noqa: E402
+from exporter.advisories.worker import load_in_child  # noqa: E402
 from exporter.config import config_from_mapping  # noqa: E402
 from exporter.render.sbom import CONTENT_TYPE as SBOM_TYPE  # noqa: E402
 from exporter.render.sbom import SbomDocument  # noqa: E402
 from exporter.snapshot import Identity, Sources, take_snapshot  # noqa: E402
-from exporter.vulnerabilities import match_vulnerabilities  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from exporter import __version__
-from exporter.collectors.advisories import AdvisoryDatabase
+from exporter.advisories.database import AdvisoryDatabase
 from exporter.config import Config, ConfigError, load_config, parse_listen_address
 from exporter.guard import ConnectionLimits, Guard, GuardedTCPSite
 from exporter.logs import LEVELS, configure_logging
@@ -183,7 +183,7 @@ def unreadable_advisory_paths(config: Config) -> list[str]:
 
 
 def _load_in_child(paths: Sequence[str]) -> AdvisoryDatabase:
-    from exporter.collectors.advisory_worker import load_in_child  # only when configured
+    from exporter.advisories.worker import load_in_child  # only when configured
 
     return load_in_child(paths)
 
@@ -209,7 +209,7 @@ async def serve(
     # idle at 1 ms against 3.0x at the default 5 ms. With no refresh running the loop is
     # alone and the interval costs nothing.
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
-    # The daemon parses advisory databases in a child process: see advisory_worker.
+    # The daemon parses advisory databases in a child process: see exporter.advisories.worker.
     app = create_app(config, security=security, sources=Sources(load_advisories=_load_in_child))
     runner = web.AppRunner(
         app,

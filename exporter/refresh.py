@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from exporter.collectors.advisories import release_gradually
+from exporter.advisories.database import release_gradually
 from exporter.config import Config
 from exporter.host import Host, take_host
 from exporter.snapshot import Identity, Snapshot, Sources

@@ -20,12 +20,13 @@ from types import MappingProxyType, ModuleType
 from typing import Any, Literal
 
 from exporter import __version__
-from exporter.collectors.advisories import (
+from exporter.advisories.database import (
     EMPTY_DATABASE,
     STALE_AFTER_DAYS,
     AdvisoryDatabase,
     load_advisories,
 )
+from exporter.advisories.matching import Finding, match_vulnerabilities
 from exporter.collectors.commit import Commit, collect_commit
 from exporter.collectors.end_of_life import python_end_of_life
 from exporter.collectors.installed import InstalledScan, Skipped, canonical_name, scan_installed
@@ -40,7 +41,6 @@ from exporter.collectors.python import (
     find_environment_config,
 )
 from exporter.config import Config, RedactConfig
-from exporter.vulnerabilities import Finding, match_vulnerabilities
 
 UNKNOWN_VERSION = "unknown"
 REDACTED = "<redacted>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.collectors.advisories import STALE_AFTER_DAYS
+from exporter.advisories.database import STALE_AFTER_DAYS
 
 DEFAULT_SELECTOR = 'job="python-status"'
 

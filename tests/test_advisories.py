@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.collectors import advisories as advisories_module
-from exporter.collectors.advisories import load_advisories
+from exporter.advisories import database as advisories_module
+from exporter.advisories.database import load_advisories
 
 DATA = Path(__file__).resolve().parent / "data" / "osv"
 PYPA_RECORDS = 12  # one withdrawn, one unparseable
@@ -174,8 +174,8 @@ def test_a_header_that_understates_the_size_cannot_inflate_more(tmp_path):
 @pytest.mark.parametrize("temporary_files", [True, False], ids=["file", "pipe"])
 def test_a_child_process_loads_the_same_database(tmp_path, monkeypatch, temporary_files):
     """load_in_child gives what the in-process load does, through a file or else a pipe."""
-    from exporter.collectors import advisory_worker
-    from exporter.collectors.advisories import load_in_this_process
+    from exporter.advisories import worker as advisory_worker
+    from exporter.advisories.database import load_in_this_process
 
     if not temporary_files:
 
@@ -198,8 +198,8 @@ def test_a_child_process_loads_the_same_database(tmp_path, monkeypatch, temporar
 
 def test_a_child_process_reports_load_errors_as_they_are(tmp_path):
     """A path the child cannot load raises the same LoadError message in the parent."""
-    from exporter.collectors.advisories import LoadError
-    from exporter.collectors.advisory_worker import load_in_child
+    from exporter.advisories.database import LoadError
+    from exporter.advisories.worker import load_in_child
 
     with pytest.raises(LoadError, match="no such file or directory"):
         load_in_child([str(tmp_path / "missing.zip")])
@@ -209,7 +209,7 @@ def test_a_replaced_database_is_released_but_a_shared_one_is_not():
     """release_gradually empties a replaced database, never one whose packages are shared."""
     from dataclasses import replace
 
-    from exporter.collectors.advisories import release_gradually
+    from exporter.advisories.database import release_gradually
 
     old = load_advisories([str(DATA)])
     new = load_advisories([str(DATA / "handmade")])

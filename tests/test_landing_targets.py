@@ -21,7 +21,8 @@ from browser import ARTIFACTS, Browser, readme_screenshot
 from support import FakeEnvironment, StartClient, make_config, quiet_sources, tool
 from test_pages_advisories import copy_records
 
-from exporter.collectors.advisories import AdvisoryDatabase
+from exporter.advisories.database import AdvisoryDatabase
+from exporter.advisories.matching import Finding
 from exporter.collectors.commit import Commit
 from exporter.collectors.platform import PlatformInfo
 from exporter.collectors.python import PythonInfo
@@ -33,7 +34,6 @@ from exporter.render.pages import render_pages
 from exporter.render.targets import target_urls
 from exporter.snapshot import Identity, Snapshot
 from exporter.sources.environments import KIND_ENVIRONMENT, TargetSpec
-from exporter.vulnerabilities import Finding
 
 TAKEN_AT = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 WARN_RED = "rgb(207, 34, 46)"  # .warn in the light theme

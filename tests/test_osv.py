@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.collectors.osv import InstalledVersion, RecordError, parse_record
+from exporter.advisories.osv import InstalledVersion, RecordError, parse_record
 
 
 def record(*affected: dict, **fields: object) -> dict:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from support import env_config, fetch_metrics, refresh
 
-from exporter.collectors.advisories import load_advisories
+from exporter.advisories.database import load_advisories
+from exporter.advisories.matching import match_vulnerabilities, natural_key, vulnerable_modules
 from exporter.collectors.end_of_life import CPYTHON_END_OF_LIFE, python_end_of_life
 from exporter.collectors.python import collect_python
-from exporter.vulnerabilities import match_vulnerabilities, natural_key, vulnerable_modules
 
 DATA = Path(__file__).resolve().parent / "data" / "osv"
 

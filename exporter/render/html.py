@@ -9,17 +9,17 @@ import datetime
 import hashlib
 from html import escape
 
-from exporter.collectors.advisories import STALE_AFTER_DAYS
-from exporter.host import Host, Target
-from exporter.refresh import RefreshStats
-from exporter.render.targets import target_urls
-from exporter.snapshot import Snapshot
-from exporter.vulnerabilities import (
+from exporter.advisories.database import STALE_AFTER_DAYS
+from exporter.advisories.matching import (
     Finding,
     VulnerableModule,
     count_by_severity,
     vulnerable_modules,
 )
+from exporter.host import Host, Target
+from exporter.refresh import RefreshStats
+from exporter.render.targets import target_urls
+from exporter.snapshot import Snapshot
 
 END_OF_LIFE_WARNING_DAYS = 90
 

@@ -12,8 +12,8 @@ import datetime
 import json
 from typing import Any
 
+from exporter.advisories.matching import vulnerable_modules
 from exporter.snapshot import REDACTED, Snapshot
-from exporter.vulnerabilities import vulnerable_modules
 
 _MARKER = "\x00server_address\x00"  # control characters never reach a snapshot, so it is unique
 _REFRESHED_MARKER = "\x00refreshed_at\x00"

@@ -30,10 +30,10 @@ from prometheus_client.metrics_core import (
 from prometheus_client.openmetrics import exposition as openmetrics_format
 from prometheus_client.registry import Collector
 
+from exporter.advisories.matching import count_by_severity, vulnerable_modules
 from exporter.host import Host
 from exporter.refresh import CHANGE_KINDS, RefreshStats
 from exporter.snapshot import Snapshot
-from exporter.vulnerabilities import count_by_severity, vulnerable_modules
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"

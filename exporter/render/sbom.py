@@ -23,11 +23,11 @@ from collections.abc import Iterable
 from gzip import compress as gzip_compress
 from typing import Any
 
+from exporter.advisories.matching import Finding
 from exporter.collectors.packages import PackageInfo
 from exporter.render.dependencies import dependency_graph, marker_environment, roots
 from exporter.render.spdx import classifier_license, license_choice
 from exporter.snapshot import UNKNOWN_VERSION, Snapshot
-from exporter.vulnerabilities import Finding
 
 CONTENT_TYPE = "application/vnd.cyclonedx+json; version=1.6"
 SPEC_VERSION = "1.6"

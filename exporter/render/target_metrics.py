@@ -18,10 +18,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from exporter.advisories.matching import count_by_severity, vulnerable_modules
 from exporter.host import Host, Target
 from exporter.render.prometheus import MODULE_HELP, escape_label, every_text, unix_day
 from exporter.snapshot import Snapshot
-from exporter.vulnerabilities import count_by_severity, vulnerable_modules
 
 # A target's module_info sample lines, kept while its modules are the same object.
 ModuleLines = dict[str, tuple[Mapping[str, str], bytes]]

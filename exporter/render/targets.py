@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from exporter.advisories.matching import count_by_severity
 from exporter.host import Host, Target
-from exporter.vulnerabilities import count_by_severity
 
 
 def target_urls(name: str) -> dict[str, str]:

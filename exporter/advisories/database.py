@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the parser is imported by the load itself: start-up does not pay for it
-    from exporter.collectors.osv import Advisory, Affected
+    from exporter.advisories.osv import Advisory, Affected
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
@@ -92,7 +92,7 @@ def load_advisories(
     """The database for ``paths``: ``previous`` when nothing changed, else loaded anew.
 
     ``load`` does the reading and parsing: in this thread by default, or in a
-    child process (:func:`exporter.collectors.advisory_worker.load_in_child`).
+    child process (:func:`exporter.advisories.worker.load_in_child`).
     """
     if not paths:
         return EMPTY_DATABASE
@@ -192,7 +192,7 @@ class _Builder:
 
     def add(self, where: str, data: bytes, *, strict: bool = False) -> None:
         """Index one record; a bad one is skipped, or fails the load when ``strict``."""
-        from exporter.collectors.osv import RecordError, parse_record
+        from exporter.advisories.osv import RecordError, parse_record
 
         now = time.perf_counter()
         if now - self._paused_at >= PAUSE_EVERY_SECONDS:
@@ -298,7 +298,7 @@ def _add_file(builder: _Builder, path: str, *, named: bool) -> None:
 
 def _zip_records(path: str) -> Iterator[tuple[str, bytes | None]]:
     """Each record member's name and bytes (None when over the size limit), bounded in total."""
-    from exporter.collectors.osv_zip import ZipError, read_members
+    from exporter.advisories.osv_zip import ZipError, read_members
 
     members = read_members(
         path,
@@ -315,7 +315,7 @@ def _zip_records(path: str) -> Iterator[tuple[str, bytes | None]]:
 
 
 def _decode(where: str, data: bytes) -> object:
-    from exporter.collectors.osv import RecordError
+    from exporter.advisories.osv import RecordError
 
     try:
         if where.endswith(".json"):

@@ -16,11 +16,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from exporter.collectors.advisories import AdvisoryDatabase, Entry
+from exporter.advisories.database import AdvisoryDatabase, Entry
 from exporter.collectors.installed import canonical_name
 
 if TYPE_CHECKING:  # osv loads packaging and compiles its patterns: only a database needs it
-    from exporter.collectors.osv import Advisory, Cvss, InstalledVersion
+    from exporter.advisories.osv import Advisory, Cvss, InstalledVersion
 
 SEVERITIES = ("critical", "high", "medium", "low", "unknown")
 
@@ -67,7 +67,7 @@ def match_vulnerabilities(
 
     A vulnerability any of whose ids or aliases is in ``ignore`` is left out.
     """
-    from exporter.collectors.osv import InstalledVersion
+    from exporter.advisories.osv import InstalledVersion
 
     ignored = frozenset(ignore)
     findings: list[Finding] = []
@@ -116,7 +116,7 @@ def lowest_common_fix(installed: InstalledVersion, entries: Sequence[Entry]) -> 
     3.2.0 are fixed in 3.2.1 to 3.2.25): the candidates are every fix that any of them
     names, tried from the lowest up against every range and explicit version list.
     """
-    from exporter.collectors.osv import InstalledVersion
+    from exporter.advisories.osv import InstalledVersion
 
     if installed.parsed is None:
         return ""

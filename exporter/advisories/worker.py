@@ -8,7 +8,7 @@ A child process parses, then sends the reduced database back as pickled
 chunks of a few hundred packages; the parent unpickles one chunk at a time,
 letting the event loop in between, and holds only the compact result.
 
-``python -m exporter.collectors.advisory_worker PATH...`` is the child: it
+``python -m exporter.advisories.worker PATH...`` is the child: it
 writes the frames to standard output, or the LoadError's message to standard
 error with exit status 3.
 """
@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from exporter.collectors.advisories import (
+from exporter.advisories.database import (
     AdvisoryDatabase,
     Entry,
     LoadError,
