@@ -1,72 +1,22 @@
 """A host and its targets: the immutable result of one refresh, and the function that takes it.
 
 The host's own facts (identity, platform, the advisory database, the exporter's own
-environment as the default target) are gathered once; each configured target is a
-:class:`~exporter.snapshot.Snapshot` of its own, taken with the host's platform and
-advisory database, reusing its previous snapshot where its directories did not change.
-A target whose paths cannot be read keeps its last good snapshot and counts the error;
-the other targets never see it.
+environment as the default target) are gathered once; each target (a configured
+environment, a discovered process group) is a :class:`~exporter.target.Target` of its
+own, taken with the host's platform and advisory database (``exporter.target``); the
+targets never see each other's failures.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import re
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import NamedTuple
 
-from exporter.collectors.installed import RACY_SECONDS
-from exporter.collectors.python import (
-    PythonInfo,
-    collect_environment_python,
-    find_environment_config,
-)
-from exporter.config import CommitConfig, Config
+from exporter.config import Config
 from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
-from exporter.sources.environments import (
-    TargetSpec,
-    TargetUnreadable,
-    environment_targets,
-    site_directories,
-)
+from exporter.sources.environments import environment_targets
+from exporter.target import Target, take_target, target_identity
 
-UNKNOWN_PYTHON = PythonInfo("unknown", "unknown", "unknown", "unknown", "unknown", "unknown")
-_PYTHON_IN_PATH = re.compile(r"(?:^|/)(pypy|python)(\d+)\.(\d+)(?:/|$)")
-
-
-class PythonStamp(NamedTuple):
-    """The ``pyvenv.cfg`` a target's Python was read from, for the given directories."""
-
-    directories: tuple[str, ...]
-    path: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One target of the host: where it is, its last good facts, and its failures."""
-
-    spec: TargetSpec
-    snapshot: Snapshot | None  # None until its paths could be read once
-    directories: tuple[str, ...] = ()  # what was scanned: site-packages directories
-    errors: int = 0  # refreshes in which its paths could not be read
-    last_error: str | None = None  # the latest refresh's failure; None when it succeeded
-    python_stamp: PythonStamp | None = None  # what the Python was read from, to reuse it
-    # Reused while they hold, so that an unchanged target costs its stats:
-    layout: Layout | None = None  # what its directories were found from
-    base_config: Config | None = None  # the host's config the next three were made with
-    target_config: Config | None = None
-    identity: Identity | None = None
-
-    @property
-    def name(self) -> str:
-        """The target's name, as in the ``target`` label."""
-        return self.spec.name
+__all__ = ["Host", "Target", "take_host", "target_identity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,174 +73,6 @@ def take_host(
         return Host(own=own)
     earlier = {t.name: t for t in previous.targets} if previous else {}
     targets = tuple(
-        _take_target(spec, config, identity, own, earlier.get(spec.name), sources) for spec in specs
+        take_target(spec, config, identity, own, earlier.get(spec.name), sources) for spec in specs
     )
     return Host(own=own, targets=targets, max_module_series=config.targets.max_module_series)
-
-
-def _take_target(
-    spec: TargetSpec,
-    config: Config,
-    identity: Identity,
-    own: Snapshot,
-    previous: Target | None,
-    sources: Sources,
-) -> Target:
-    if previous is not None and previous.spec != spec:
-        previous = None  # reconfigured under the same name: nothing carries over
-    layout = previous.layout if previous is not None else None
-    if layout is not None and layout.holds(sources.clock()):
-        directories = previous.directories if previous is not None else ()
-    else:
-        try:
-            directories = site_directories(spec.paths)
-        except TargetUnreadable as exc:
-            return Target(
-                spec,
-                previous.snapshot if previous else None,
-                previous.directories if previous else (),
-                errors=(previous.errors if previous else 0) + 1,
-                last_error=str(exc),
-                python_stamp=previous.python_stamp if previous else None,
-            )
-        layout = Layout.of(spec.paths, directories)
-    python, stamp = _target_python(directories, previous)
-    if (
-        previous is not None
-        and previous.base_config is config
-        and previous.target_config is not None
-        and previous.identity is not None
-        and previous.directories == directories
-    ):
-        target_config, identity_here = previous.target_config, previous.identity
-    else:
-        target_config = dataclasses.replace(
-            config,
-            modules=dataclasses.replace(config.modules, source="installed", paths=directories),
-            commit=CommitConfig(
-                value=spec.commit.value,
-                env=spec.commit.env,
-                file=spec.commit.file,
-                git_dir=spec.commit.git_dir,
-            ),
-            app=spec.app,
-        )
-        identity_here = target_identity(identity, spec.name)
-    earlier = previous.snapshot if previous and previous.directories == directories else None
-    snapshot = take_snapshot(
-        target_config,
-        identity_here,
-        earlier,
-        sources,
-        advisories=own.advisories if config.advisories.paths else None,
-        host_platform=own.platform,
-        python=python,
-    )
-    return Target(
-        spec,
-        snapshot,
-        directories,
-        errors=previous.errors if previous else 0,
-        last_error=None,
-        python_stamp=stamp,
-        layout=layout,
-        base_config=config,
-        target_config=target_config,
-        identity=identity_here,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """What decides a target's site-packages directories, stamped: its configured paths,
-    their ``lib`` and ``lib64``, and the parents of the directories found. While no stamp
-    moves, the directories are the same (an unchanged target costs these stats)."""
-
-    paths: tuple[str, ...]
-    stamps: tuple[int, ...]
-    newest: float  # the newest change time seen, in seconds
-
-    @classmethod
-    def of(cls, configured: Sequence[str], directories: Sequence[str]) -> Layout:
-        """Stamp the paths that ``site_directories`` looked at for ``configured``."""
-        paths = tuple(
-            dict.fromkeys(
-                [
-                    *configured,
-                    *(os.path.join(p, lib) for p in configured for lib in ("lib", "lib64")),
-                    *(os.path.dirname(d) for d in directories),
-                ]
-            )
-        )
-        stamps = _change_times(paths)
-        return cls(paths, stamps, max(stamps, default=0) / 1e9)
-
-    def holds(self, now: float) -> bool:
-        """Whether nothing moved, and the last change is older than the racy window."""
-        return now - self.newest > RACY_SECONDS and _change_times(self.paths) == self.stamps
-
-
-def _change_times(paths: Sequence[str]) -> tuple[int, ...]:
-    """Each path's ctime (a chmod moves it too, a listing's change moves the mtime and it);
-    -1 for a path that is not there."""
-    stamps = []
-    for path in paths:
-        try:
-            stamps.append(os.stat(path).st_ctime_ns)
-        except OSError:
-            stamps.append(-1)
-    return tuple(stamps)
-
-
-def target_identity(identity: Identity, name: str) -> Identity:
-    """The host's identity as a target's: its own server id (and so its SBOM's serial
-    number), derived from the host's and the name, stable for the life of the process."""
-    server_id = str(uuid.uuid5(uuid.UUID(identity.server_id), name))
-    return dataclasses.replace(identity, server_id=server_id)
-
-
-def _target_python(
-    directories: tuple[str, ...], previous: Target | None
-) -> tuple[PythonInfo, PythonStamp | None]:
-    """The target's Python: from its ``pyvenv.cfg`` (reused while that file's size and mtime
-    hold), else from a ``pythonX.Y`` in its paths, else unknown. Never the exporter's own."""
-    stamp = previous.python_stamp if previous is not None else None
-    if (
-        previous is not None
-        and previous.snapshot is not None
-        and stamp is not None
-        and stamp.directories == directories
-        and _stat(stamp.path) == (stamp.size, stamp.mtime_ns)
-    ):
-        return previous.snapshot.python, stamp
-    pyvenv_cfg = find_environment_config(directories)
-    if pyvenv_cfg is not None:
-        found = collect_environment_python(pyvenv_cfg)
-        if found is not None:
-            return found, PythonStamp(directories, str(pyvenv_cfg), *_stat(str(pyvenv_cfg)))
-    return _python_from_paths(directories), None
-
-
-def _python_from_paths(directories: Sequence[str]) -> PythonInfo:
-    """``lib/python3.11/site-packages`` says 3.11, not which 3.11: the patch level is unknown."""
-    for directory in directories:
-        match = _PYTHON_IN_PATH.search(Path(directory).as_posix())
-        if match:
-            kind, major, minor = match.groups()
-            return PythonInfo(
-                version_string=f"{major}.{minor} (from the path {directory})",
-                implementation="PyPy" if kind == "pypy" else "CPython",
-                major=major,
-                minor=minor,
-                patchlevel="unknown",
-                version=f"{major}.{minor}",
-            )
-    return UNKNOWN_PYTHON
-
-
-def _stat(path: str) -> tuple[int, int]:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return (-1, -1)
-    return (info.st_size, info.st_mtime_ns)

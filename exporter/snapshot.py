@@ -41,6 +41,7 @@ from exporter.collectors.python import (
     find_environment_config,
 )
 from exporter.config import Config, RedactConfig
+from exporter.filesystem import HOST, FileSystem
 
 UNKNOWN_VERSION = "unknown"
 REDACTED = "<redacted>"
@@ -77,6 +78,28 @@ class Sources:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessFacts:
+    """What a discovered target's running processes add to its environment's facts.
+
+    ``changed`` lists (module, version or None, "installed" | "upgraded" | "removed") for
+    distributions changed after the oldest process started; ``stale`` (path, "deleted" |
+    "replaced") the files the processes map that are no longer on disk as mapped;
+    ``loaded`` the modules with findings whose native files the processes map.
+    """
+
+    processes: int
+    started_at: float  # the oldest process's start, Unix time
+    changed: tuple[tuple[str, str | None, str], ...] = ()
+    stale: tuple[tuple[str, str], ...] = ()
+    loaded: frozenset[str] = frozenset()
+
+    @property
+    def restart_required(self) -> bool:
+        """Whether the processes run code that changed on disk since they started."""
+        return bool(self.changed or self.stale)
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every fact the exporter publishes, plus when and how it was gathered."""
 
@@ -109,6 +132,8 @@ class Snapshot:
     packages: Mapping[str, PackageInfo] = field(default_factory=lambda: EMPTY_PACKAGES)
     app_distribution: str | None = None
     module_source: Literal["installed", "loaded"] = "installed"
+    # A discovered process target's processes: None for every other environment.
+    process: ProcessFacts | None = None
 
     def facts(self) -> tuple[Any, ...]:
         """Everything this snapshot publishes, timings and identity aside: equal facts, equal
@@ -127,6 +152,7 @@ class Snapshot:
             self.modules,
             self.packages,
             self.vulnerabilities,
+            self.process,
         )
 
     def same_facts(self, other: Snapshot) -> bool:
@@ -190,12 +216,15 @@ def take_snapshot(
     advisories: AdvisoryDatabase | None = None,
     host_platform: PlatformInfo | None = None,
     python: PythonInfo | None = None,
+    fs: FileSystem = HOST,
 ) -> Snapshot:
     """Gather every fact now; ``previous`` lets unchanged directories be skipped.
 
     ``advisories``, ``host_platform`` and ``python``, when given, are used as they are: a
     host loads its advisory database and reads its platform once for all of its targets,
-    and finds each target's Python itself.
+    and finds each target's Python itself. Every file of the environment (its
+    directories, the commit's file and git directory) is read through ``fs``: a
+    discovered process's root, or the host's own.
     """
     sources = sources or Sources()
     scan: InstalledScan | None = None
@@ -204,7 +233,7 @@ def take_snapshot(
     if config.modules.source == "installed":
         paths = config.modules.paths or sources.sys_path()
         scan = scan_installed(
-            paths, previous.installed_scan if previous else None, clock=sources.clock
+            paths, previous.installed_scan if previous else None, clock=sources.clock, fs=fs
         )
         if (
             previous is not None
@@ -213,7 +242,7 @@ def take_snapshot(
         ):
             # Every directory unchanged, the same selection: the same modules. This is what
             # makes an unchanged target cost its stats and little else.
-            return _refreshed(previous, config, identity, scan, sources, advisories, python)
+            return _refreshed(previous, config, identity, scan, sources, advisories, python, fs)
         winners = scan.winners()
         found, skipped = {name: d.version for name, d in winners.items()}, scan.skipped()
         packages = MappingProxyType(
@@ -230,7 +259,7 @@ def take_snapshot(
         packages = previous.packages if previous and unchanged else loaded_packages(modules)
     python = python or _python_of(config)
     database, vulnerabilities = _check_advisories(config, modules, previous, sources, advisories)
-    commit = _commit(config, sources)
+    commit = _commit(config, sources, fs)
     return Snapshot(
         identity=identity,
         api_version=config.app.api_version,
@@ -276,6 +305,7 @@ def _refreshed(
     sources: Sources,
     advisories: AdvisoryDatabase | None,
     python: PythonInfo | None,
+    fs: FileSystem,
 ) -> Snapshot:
     """``previous`` with what may change without a directory changing gathered again:
     the commit, the Python, the advisory database and findings, the time. The application
@@ -288,7 +318,7 @@ def _refreshed(
         previous,
         identity=identity,
         api_version=config.app.api_version,
-        commit=_commit(config, sources),
+        commit=_commit(config, sources, fs),
         python=python,
         refresh_interval_seconds=config.refresh.interval_seconds,
         taken_at=sources.clock(),
@@ -303,13 +333,14 @@ def _refreshed(
     )
 
 
-def _commit(config: Config, sources: Sources) -> Commit:
+def _commit(config: Config, sources: Sources, fs: FileSystem) -> Commit:
     return collect_commit(
         value=config.commit.value,
         env_names=config.commit.env,
         environ=sources.environ,
         file=config.commit.file,
         git_dir=config.commit.git_dir,
+        fs=fs,
     )
 
 
