@@ -67,6 +67,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/security.py $(SECURITY_BENCH_ARGS)
 	$(BIN)/python bench/targets.py $(TARGETS_BENCH_ARGS)
+	$(BIN)/python bench/discovery.py $(DISCOVERY_BENCH_ARGS)
+
+# 40 daemons x 25 targets x 300 distributions (300,000 module series) scraped by a real
+# Prometheus with the generated rules; rule groups <= 1 s, dashboard queries <= 2 s (needs
+# prometheus and promtool). FLEET_BENCH_ARGS='--daemons 5 --targets 5 --distributions 100'.
+.PHONY: fleet-bench
+fleet-bench: $(STAMP)
+	$(BIN)/python bench/fleet.py $(FLEET_BENCH_ARGS)
 
 # A million requests while refreshes run back to back and the environment
 # changes; fails on any error, RSS growth of 5% or more, or leaked descriptors.

@@ -166,15 +166,20 @@ class CommitConfig:
     git_dir: str | None = None
 
 
+# Which modules get a module_info series: every one, those with known vulnerabilities, none.
+ModulePublish = Literal["all", "vulnerable", "none"]
+
+
 @dataclass(frozen=True, slots=True)
 class ModulesConfig:
-    """Which modules are reported and from where."""
+    """Which modules are reported and from where, and which of them get a module_info series."""
 
     source: Literal["installed", "loaded"] = "installed"
     paths: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
     include: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
     exclude: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
     max: int = field(default=5000, metadata=_rule(_check_at_least_one))
+    publish: ModulePublish = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +247,13 @@ class TargetCommitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetModulesConfig:
+    """A target's own ``modules.publish``; null (the default) keeps the top-level one."""
+
+    publish: ModulePublish | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EnvironmentTargetConfig:
     """One configured environment: a venv root or site-packages directories, by name."""
 
@@ -249,6 +261,7 @@ class EnvironmentTargetConfig:
     paths: tuple[str, ...] = field(default=(), metadata=_rule(_check_not_blank))
     commit: TargetCommitConfig = field(default_factory=TargetCommitConfig)
     app: AppConfig = field(default_factory=AppConfig)
+    modules: TargetModulesConfig = field(default_factory=TargetModulesConfig)
 
 
 def _check_environments(values: tuple[EnvironmentTargetConfig, ...]) -> str | None:
@@ -269,6 +282,80 @@ def _check_environments(values: tuple[EnvironmentTargetConfig, ...]) -> str | No
     return None
 
 
+# The fields a discovered target's name template may use (see targets.discover.name).
+DISCOVER_NAME_FIELDS = (
+    "service",
+    "exe_base",
+    "unit",
+    "container",
+    "pod",
+    "namespace",
+    "container_id",
+    "venv",
+)
+
+
+def _check_regex(value: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a regular expression: {exc}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessMatcherConfig:
+    """Regular expressions (``re.search``) on a process's executable and command line; the
+    command line is its arguments joined with spaces. Both given: both must match."""
+
+    exe: str | None = field(default=None, metadata=_rule(_check_regex))
+    cmdline: str | None = field(default=None, metadata=_rule(_check_regex))
+
+
+def _check_matchers(values: tuple[ProcessMatcherConfig, ...]) -> str | None:
+    for index, matcher in enumerate(values):
+        if matcher.exe is None and matcher.cmdline is None:
+            return f"[{index}]: give exe, cmdline or both"
+    return None
+
+
+def _check_name_template(value: str) -> str | None:
+    import string
+
+    try:
+        parsed = list(string.Formatter().parse(value))
+    except ValueError as exc:
+        return f"not a name template: {exc}"
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name not in DISCOVER_NAME_FIELDS:
+            known = " ".join(f"{{{f}}}" for f in DISCOVER_NAME_FIELDS)
+            return f"unknown field {{{name}}} (known: {known})"
+        if spec or conversion:
+            return f"{{{name}}}: no conversion or format spec"
+    if not value.strip():
+        return "must not be empty"
+    return None
+
+
+def _check_absolute(value: str) -> str | None:
+    return None if value.startswith("/") else f"must be an absolute path, got {value!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverConfig:
+    """Python processes found in procfs as targets, grouped by environment; off by default."""
+
+    processes: bool = False
+    procfs: str = field(default="/proc", metadata=_rule(_check_absolute))
+    include: tuple[ProcessMatcherConfig, ...] = field(default=(), metadata=_rule(_check_matchers))
+    exclude: tuple[ProcessMatcherConfig, ...] = field(default=(), metadata=_rule(_check_matchers))
+    name: str = field(default="{service}", metadata=_rule(_check_name_template))
+    # The kubelet's container log links, read by name only (pod, namespace, container).
+    kubelet_logs: str = field(default="/var/log/containers", metadata=_rule(_check_absolute))
+
+
 @dataclass(frozen=True, slots=True)
 class TargetsConfig:
     """The environments reported besides the exporter's own; none by default."""
@@ -278,6 +365,7 @@ class TargetsConfig:
     )
     # Module series published over all targets at the most; the rest are dropped, counted.
     max_module_series: int = field(default=200_000, metadata=_rule(_check_at_least_one))
+    discover: DiscoverConfig = field(default_factory=DiscoverConfig)
 
 
 @dataclass(frozen=True, slots=True)

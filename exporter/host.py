@@ -9,12 +9,17 @@ targets never see each other's failures.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from exporter.config import Config
 from exporter.snapshot import Identity, Snapshot, Sources, take_snapshot
 from exporter.sources.environments import environment_targets
 from exporter.target import Target, take_target, target_identity
+
+if TYPE_CHECKING:
+    from exporter.sources.discovery.processes import Discovery
 
 __all__ = ["Host", "Target", "take_host", "target_identity"]
 
@@ -30,6 +35,9 @@ class Host:
     own: Snapshot
     targets: tuple[Target, ...] = ()
     max_module_series: int = 200_000  # targets.max_module_series: over all targets
+    # The latest listing of processes when targets.discover.processes is on (its counts
+    # are published; it caches what a process's facts were for the next refresh).
+    discovery: Discovery | None = None
 
     def facts(self) -> tuple[object, ...]:
         """Everything the targets' metrics publish (timings aside): equal facts, equal bytes."""
@@ -51,8 +59,9 @@ class Host:
 
     @property
     def has_targets(self) -> bool:
-        """Whether targets are configured: the outputs then label each target's series."""
-        return bool(self.targets)
+        """Whether targets are configured or discovered: the outputs then label each
+        target's series (a discovering host with no process found yet has none)."""
+        return bool(self.targets) or self.discovery is not None
 
     def target(self, name: str) -> Target | None:
         """The target called ``name``, if any."""
@@ -69,10 +78,60 @@ def take_host(
     sources = sources or Sources()
     own = take_snapshot(config, identity, previous.own if previous else None, sources)
     specs = environment_targets(config)
-    if not specs:
+    discover_config = config.targets.discover
+    if not specs and not discover_config.processes:
         return Host(own=own)
     earlier = {t.name: t for t in previous.targets} if previous else {}
-    targets = tuple(
+    targets = [
         take_target(spec, config, identity, own, earlier.get(spec.name), sources) for spec in specs
+    ]
+    discovery = None
+    if discover_config.processes:
+        # Imported here: a daemon that does not discover never loads the discovery code.
+        from exporter.process_target import take_process_target
+        from exporter.sources.discovery.processes import discover
+        from exporter.sources.discovery.procfs import ProcFS
+
+        procfs = ProcFS(discover_config.procfs)
+        discovery = discover(
+            procfs,
+            discover_config,
+            previous.discovery if previous else None,
+            commit_env=config.commit.env,
+        )
+        taken = {t.name for t in targets}
+        me = os.getpid()
+        for found in discovery.targets:
+            if any(pid == me for pid, _ in found.processes):
+                continue  # this exporter (and its advisory child): reported as its own
+
+            name = unique_name(found.name, taken)
+            taken.add(name)
+            target = take_process_target(
+                found,
+                name,
+                config,
+                identity,
+                own,
+                earlier.get(name),
+                sources,
+                procfs,
+            )
+            if target is not None:
+                targets.append(target)
+    return Host(
+        own=own,
+        targets=tuple(targets),
+        max_module_series=config.targets.max_module_series,
+        discovery=discovery,
     )
-    return Host(own=own, targets=targets, max_module_series=config.targets.max_module_series)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``... when a configured environment has it."""
+    if name not in taken:
+        return name
+    n = 2
+    while f"{name[:60]}-{n}" in taken:
+        n += 1
+    return f"{name[:60]}-{n}"

@@ -26,6 +26,7 @@ from exporter.advisories.database import release_gradually
 from exporter.config import Config
 from exporter.host import Host, take_host
 from exporter.snapshot import Identity, Snapshot, Sources
+from exporter.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +147,22 @@ def _log_news(
 
 
 def _log_targets(previous: Host | None, host: Host) -> None:
-    """Log each target that cannot be read, once per new reason, and its recovery."""
+    """Log each target that cannot be read, once per new reason, and its recovery; a
+    discovered target's coming and going, and when its processes come to need a restart."""
     before = {t.name: t for t in previous.targets} if previous else {}
+    now = {t.name for t in host.targets}
+    for name, gone in before.items():
+        if name not in now and gone.spec.kind != "environment":
+            log.info("target gone: its processes exited", extra={"target": name})
+    _log_discovery(host)
     for target in host.targets:
         earlier = before.get(target.name)
+        if earlier is None and previous is not None and target.spec.kind != "environment":
+            log.info(
+                "target discovered",
+                extra={"target": target.name, "paths": ",".join(target.spec.paths)},
+            )
+        _log_restart(earlier, target)
         old_error = earlier.last_error if earlier else None
         if target.last_error is not None and target.last_error != old_error:
             log.error(
@@ -167,6 +180,35 @@ def _log_targets(previous: Host | None, host: Host) -> None:
                     "metadata skipped",
                     extra={"target": target.name, "path": skipped.path, "reason": skipped.reason},
                 )
+
+
+def _log_restart(earlier: Target | None, target: Target) -> None:
+    """Warn once when a discovered target's processes come to need a restart."""
+    p = target.snapshot.process if target.snapshot is not None else None
+    was = earlier.snapshot.process if earlier and earlier.snapshot else None
+    if p is None or not p.restart_required or (was is not None and was.restart_required):
+        return
+    log.warning(
+        "restart required: what the processes run changed on disk since they started",
+        extra={
+            "target": target.name,
+            "changed": ",".join(f"{m}:{change}" for m, _, change in p.changed[:10]),
+            "stale": ",".join(path for path, _ in p.stale[:10]),
+        },
+    )
+
+
+def _log_discovery(host: Host) -> None:
+    """Warn when processes cannot be read (the exporter lacks the capabilities for them),
+    each pid once; never what they are beyond their pids."""
+    d = host.discovery
+    if d is None or not d.new_denied:
+        return
+    log.warning(
+        "processes not readable: give the exporter CAP_SYS_PTRACE and "
+        "CAP_DAC_READ_SEARCH to read them",
+        extra={"denied": d.denied, "new": ",".join(map(str, d.new_denied[:20]))},
+    )
 
 
 def host_changes(previous: Host, host: Host) -> list[ModuleChange]:

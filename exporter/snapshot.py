@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import itertools
+import operator
 import os
 import platform
 import sys
@@ -40,7 +41,7 @@ from exporter.collectors.python import (
     collect_python,
     find_environment_config,
 )
-from exporter.config import Config, RedactConfig
+from exporter.config import Config, ModulePublish, RedactConfig
 from exporter.filesystem import HOST, FileSystem
 
 UNKNOWN_VERSION = "unknown"
@@ -81,8 +82,10 @@ class Sources:
 class ProcessFacts:
     """What a discovered target's running processes add to its environment's facts.
 
-    ``changed`` lists (module, version or None, "installed" | "upgraded" | "removed") for
-    distributions changed after the oldest process started; ``stale`` (path, "deleted" |
+    ``changed`` lists (module, version or None, change) for distributions changed after
+    the oldest process started, change one of "installed", "upgraded", "reinstalled",
+    "removed", or "changed" (seen newer than the processes at first look, when no earlier
+    module list tells which); ``stale`` (path, "deleted" |
     "replaced") the files the processes map that are no longer on disk as mapped;
     ``loaded`` the modules with findings whose native files the processes map.
     """
@@ -119,8 +122,12 @@ class Snapshot:
     # Found but not published (modules.include/exclude, modules.max): a module that leaves
     # the published set but is named here was excluded, not uninstalled.
     unpublished: frozenset[str] = frozenset()
-    # include, exclude, max and app: what chose the modules and the application version
+    # include, exclude, max, app and publish: what chose the modules and the application
+    # version (a change of any of them takes the modules again)
     module_selection: tuple[object, ...] = ()
+    # modules.publish: which modules get a module_info series (a target's own setting,
+    # on its TargetSpec, wins)
+    module_publish: ModulePublish = "all"
     python_end_of_life: datetime.date | None = None
     # None when no advisory database is configured, or none has loaded yet: "not checked",
     # not "none found" (advisories.last_error then says why).
@@ -138,6 +145,11 @@ class Snapshot:
     def facts(self) -> tuple[Any, ...]:
         """Everything this snapshot publishes, timings and identity aside: equal facts, equal
         bodies. Renderers keep it to tell whether a new snapshot needs rendering again."""
+        return (*self.environment_facts(), self.process)
+
+    def environment_facts(self) -> tuple[Any, ...]:
+        """The facts of the environment alone, without what its processes add (how many
+        run, what changed under them): what an SBOM describes."""
         return (
             self.api_version,
             self.app_version,
@@ -148,11 +160,11 @@ class Snapshot:
             self.python_end_of_life,
             self.refresh_interval_seconds,
             self.redaction,
+            self.module_publish,
             self.module_source,
             self.modules,
             self.packages,
             self.vulnerabilities,
-            self.process,
         )
 
     def same_facts(self, other: Snapshot) -> bool:
@@ -229,7 +241,13 @@ def take_snapshot(
     sources = sources or Sources()
     scan: InstalledScan | None = None
     packages: Mapping[str, PackageInfo] = EMPTY_PACKAGES
-    selection = (config.modules.include, config.modules.exclude, config.modules.max, config.app)
+    selection = (
+        config.modules.include,
+        config.modules.exclude,
+        config.modules.max,
+        config.app,
+        config.modules.publish,
+    )
     if config.modules.source == "installed":
         paths = config.modules.paths or sources.sys_path()
         scan = scan_installed(
@@ -276,6 +294,7 @@ def take_snapshot(
         modules_dropped=dropped,
         unpublished=frozenset(found.keys() - modules.keys()),
         module_selection=selection,
+        module_publish=config.modules.publish,
         python_end_of_life=python_end_of_life(python, config.python.end_of_life),
         vulnerabilities=vulnerabilities,
         advisories=database,
@@ -314,8 +333,10 @@ def _refreshed(
     database, vulnerabilities = _check_advisories(
         config, previous.modules, previous, sources, advisories
     )
-    return dataclasses.replace(
-        previous,
+    # dataclasses.replace, without its walk over every field on every call (an unchanged
+    # target costs this call; the fields kept are listed once, below the function).
+    return Snapshot(
+        **dict(zip(_KEPT_ON_REFRESH, _kept_on_refresh(previous), strict=True)),
         identity=identity,
         api_version=config.app.api_version,
         commit=_commit(config, sources, fs),
@@ -331,6 +352,31 @@ def _refreshed(
         advisory_paths=config.advisories.paths,
         app_distribution=config.app.distribution,
     )
+
+
+_REFRESHED_FIELDS = frozenset(
+    {
+        "identity",
+        "api_version",
+        "commit",
+        "python",
+        "refresh_interval_seconds",
+        "taken_at",
+        "installed_scan",
+        "redaction",
+        "python_end_of_life",
+        "vulnerabilities",
+        "advisories",
+        "advisories_ignore",
+        "advisory_paths",
+        "app_distribution",
+    }
+)
+# Every other field of Snapshot, fields added later included: _refreshed keeps them as they were.
+_KEPT_ON_REFRESH = tuple(
+    f.name for f in dataclasses.fields(Snapshot) if f.init and f.name not in _REFRESHED_FIELDS
+)
+_kept_on_refresh = operator.attrgetter(*_KEPT_ON_REFRESH)
 
 
 def _commit(config: Config, sources: Sources, fs: FileSystem) -> Commit:

@@ -23,6 +23,32 @@ _HOST_FILTERS = ('job=~"$job"', 'instance=~"$instance"')
 _TARGET_FILTERS = (*_HOST_FILTERS, 'target=~"$target"')
 
 
+def drifting_modules(sel: str, mod: str) -> str:
+    """Modules in more than one version within a job and target (``module_info{mod}``);
+    and, where no published module explains it, a target whose replicas' module sets differ
+    by fingerprint (as ``module="(module set)"``): drift shows in every ``modules.publish``
+    mode."""
+
+    def by_module(matchers: str) -> str:
+        return (
+            "count by (job, target, module) "
+            f"(count by (job, target, module, version) (module_info{matchers})) > 1"
+        )
+
+    by_set = (
+        "count by (job, target) "
+        f"(count by (job, target, fingerprint) (target_modules_info{sel})) > 1"
+    )
+    return (
+        f"{by_module(mod)} or label_replace({by_set} unless on (job, target) "
+        f'{by_module(sel)}, "module", "{MODULE_SET}", "", "")'
+    )
+
+
+# The module column of a drift row found by fingerprint only.
+MODULE_SET = "(module set)"
+
+
 class _Layout:
     """Places panels left to right, wrapping to a new row at 24 units."""
 
@@ -243,9 +269,10 @@ def _overview(layout: _Layout, host: str, sel: str) -> None:
         _stat(
             "Drifting modules",
             "Modules installed in more than one version within a job and target (a target's "
-            "replicas on different hosts; two targets of one host may differ).",
-            "count(count by (job, target, module) (count by (job, target, module, version) "
-            f"(module_info{sel})) > 1) or vector(0)",
+            "replicas on different hosts; two targets of one host may differ), plus the "
+            "targets whose replicas' module sets differ where no published module shows it "
+            "(modules.publish: vulnerable or none).",
+            f"count({drifting_modules(sel, sel)}) or vector(0)",
             warn_at=1,
         ),
         6,
@@ -344,13 +371,12 @@ def _modules(layout: _Layout, host: str, sel: str, mod: str) -> None:
     layout.add(
         _table(
             "Drifting modules",
-            "Modules with more than one version within a job and target, and how many versions.",
-            [
-                _target(
-                    "count by (job, target, module) "
-                    f"(count by (job, target, module, version) (module_info{mod})) > 1"
-                )
-            ],
+            "Modules with more than one version within a job and target, and how many versions. "
+            f"A row with module {MODULE_SET} is a target whose replicas run different module "
+            "sets (target_modules_info's fingerprint) while no published module_info shows "
+            "which module (modules.publish: vulnerable or none, or a module installed on some "
+            "replicas only); its count is the number of sets.",
+            [_target(drifting_modules(sel, mod))],
             _organize(("Time",), {"Value": "versions"}),
         ),
         8,
@@ -400,7 +426,7 @@ def _security(layout: _Layout, s: Settings, host: str, sel: str) -> None:
             f"count(count by (instance) (module_vulnerability_info{severe})) or vector(0)",
             warn_at=1,
         ),
-        6,
+        5,
         4,
     )
     layout.add(
@@ -412,7 +438,7 @@ def _security(layout: _Layout, s: Settings, host: str, sel: str) -> None:
             f"(time() > python_end_of_life_timestamp_seconds{sel})) or vector(0)",
             warn_at=1,
         ),
-        6,
+        5,
         4,
     )
     age = _stat(
@@ -423,7 +449,7 @@ def _security(layout: _Layout, s: Settings, host: str, sel: str) -> None:
         warn_at=s.advisories_stale_days * 86400,
     )
     age["fieldConfig"]["defaults"]["unit"] = "s"
-    layout.add(age, 6, 4)
+    layout.add(age, 5, 4)
     layout.add(
         _stat(
             "Advisory load errors",
@@ -432,7 +458,19 @@ def _security(layout: _Layout, s: Settings, host: str, sel: str) -> None:
             f"status_exporter_advisories_load_errors_total{host}[$__range])) or vector(0)",
             warn_at=1,
         ),
-        6,
+        5,
+        4,
+    )
+    layout.add(
+        _stat(
+            "Targets needing a restart",
+            "Discovered targets (targets.discover) whose processes run code that changed on "
+            "disk: distributions changed after they started, or files they map replaced. "
+            "PythonRestartRequired names them.",
+            f"count(target_restart_required{sel} == 1) or vector(0)",
+            warn_at=1,
+        ),
+        4,
         4,
     )
     layout.add(

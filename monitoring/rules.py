@@ -33,6 +33,13 @@ def recording_rules(s: Settings) -> list[Rule]:
             f"(count by (job, target, module, version) (module_info{m}))",
         },
         {
+            # One target_modules_info series per target in every modules.publish mode: drift
+            # between replicas stays visible where module_info is partial or absent.
+            "record": "job:module_fingerprints:count",
+            "expr": "count by (job, target) "
+            f"(count by (job, target, fingerprint) (target_modules_info{m}))",
+        },
+        {
             "record": "job:python_versions:count",
             "expr": f"count by (job, target) (count by (job, target, version) (python_info{m}))",
         },
@@ -54,6 +61,18 @@ TARGET_MATCHER = '{{ with $labels.target }}, target="{{ . }}"{{ end }}'
 _WHERE = "{{ $labels.instance }}" + IN_TARGET
 # For descriptions: "... of django in target web for 30m."
 _IN_TARGET_TEXT = "{{ with $labels.target }} in target {{ . }}{{ end }}"
+# "django 3.2.0 on b:8393 (target web)": the module of a finding, where it runs.
+_MODULE_WHERE = "{{ $labels.module }} {{ $labels.version }} on " + _WHERE
+# OSV's page of the advisory: every id the exporter matches (PYSEC, GHSA, MAL...) has one.
+ADVISORY_LINK = "https://osv.dev/vulnerability/{{ $labels.id }}"
+# Where a discovered target's processes run, from target_info's identity labels.
+_PROCESS_WHERE = (
+    "{{ with $labels.unit }} (unit {{ . }}){{ end }}"
+    "{{ with $labels.container }} (container {{ . }}"
+    "{{ with $labels.pod }} of pod {{ $labels.namespace }}/{{ . }}{{ end }}){{ end }}"
+)
+# The identity labels of target_info that PythonRestartRequired copies onto its alert.
+PROCESS_IDENTITY = ("unit", "namespace", "pod", "container")
 
 
 def _alert(
@@ -90,8 +109,9 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             s.refresh_failing_for,
             "warning",
             "status-exporter on {{ $labels.instance }} fails to refresh",
-            "{{ $value | humanize }} refreshes failed in 15 minutes; the published data is the "
-            "last good snapshot and may be out of date.",
+            "{{ $value | humanize }} refreshes of {{ $labels.instance }} (job {{ $labels.job }}) "
+            "failed in 15 minutes; the published data is the last good snapshot and may be out "
+            "of date.",
             "Read the exporter's log for 'refresh failed' (the reason is in error=...). Typical "
             "causes: modules.paths or commit.git_dir on a volume that went away.",
         ),
@@ -102,7 +122,8 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             s.refresh_stale_for,
             "warning",
             "status-exporter on {{ $labels.instance }} has stale data",
-            "The last successful refresh was {{ $value | humanizeDuration }} ago, more than "
+            "The last successful refresh of {{ $labels.instance }} was "
+            "{{ $value | humanizeDuration }} ago, more than "
             f"{s.stale_refresh_intervals} refresh intervals.",
             "A refresh may be stuck on a slow file system, or every refresh fails (see "
             "StatusExporterRefreshFailing). Restarting the exporter is safe.",
@@ -114,7 +135,7 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             "info",
             "{{ $labels.module }} runs in {{ $value }} versions in job {{ $labels.job }}"
             + IN_TARGET,
-            "Instances of one job disagree on the version of {{ $labels.module }}"
+            "Instances of job {{ $labels.job }} disagree on the version of {{ $labels.module }}"
             f"{_IN_TARGET_TEXT} for {s.module_drift_for}.",
             'List the versions: count by (version, instance) (module_info{job="{{ $labels.job }}"'
             + TARGET_MATCHER
@@ -122,12 +143,31 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             "the odd hosts.",
         ),
         _alert(
+            "ModuleSetDrift",
+            # Only where no published module explains it: ModuleVersionDrift names the module.
+            "job:module_fingerprints:count > 1 "
+            "unless on (job, target) job_module:module_versions:count > 1",
+            s.module_set_drift_for,
+            "info",
+            "Job {{ $labels.job }}" + IN_TARGET + " runs {{ $value }} different module sets",
+            "Instances of job {{ $labels.job }} disagree on their modules (names and versions)"
+            f"{_IN_TARGET_TEXT} for {s.module_set_drift_for}, by the fingerprint of their "
+            "module sets (target_modules_info). No module_info series shows which module: "
+            "modules.publish is vulnerable or none, or a module is installed on some "
+            "instances only.",
+            "See which instances share a set: max by (instance, fingerprint) "
+            '(target_modules_info{job="{{ $labels.job }}"'
+            + TARGET_MATCHER
+            + "}). Compare two of them on their status pages (the module list), then finish "
+            "the deploy or rebuild the odd hosts.",
+        ),
+        _alert(
             "PythonVersionDrift",
             "job:python_versions:count > 1",
             s.python_drift_for,
             "info",
             "Job {{ $labels.job }}" + IN_TARGET + " runs {{ $value }} Python versions",
-            "Instances of one job run different Python versions"
+            "Instances of job {{ $labels.job }} run different Python versions"
             f"{_IN_TARGET_TEXT} for {s.python_drift_for}.",
             'See which: count by (version, instance) (python_info{job="{{ $labels.job }}"'
             + TARGET_MATCHER
@@ -139,8 +179,8 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             s.commit_drift_for,
             "warning",
             "Job {{ $labels.job }}" + IN_TARGET + " runs {{ $value }} different commits",
-            f"Instances of one job have been on different commits{_IN_TARGET_TEXT} for longer "
-            f"than a deploy window ({s.commit_drift_for}).",
+            "Instances of job {{ $labels.job }} have been on different commits"
+            f"{_IN_TARGET_TEXT} for longer than a deploy window ({s.commit_drift_for}).",
             'See which: count by (commit, instance) (build_info{job="{{ $labels.job }}"'
             + TARGET_MATCHER
             + "}). A deploy stalled or a host was missed; redeploy it.",
@@ -151,7 +191,8 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             s.metadata_skipped_for,
             "info",
             "{{ $value }} distributions on " + _WHERE + " have unreadable metadata",
-            "Their versions are not reported.",
+            "status-exporter on {{ $labels.instance }} could not read their metadata"
+            f"{_IN_TARGET_TEXT}; their versions are not reported.",
             'The exporter logs each skipped path once with the reason (msg="metadata skipped"). '
             "Reinstall the broken distributions.",
         ),
@@ -161,23 +202,55 @@ def fleet_alerts(s: Settings) -> list[Rule]:
             s.target_unreadable_for,
             "warning",
             "status-exporter on {{ $labels.instance }} cannot read target {{ $labels.target }}",
-            "{{ $value | humanize }} refreshes in 15 minutes could not read its paths; the last "
-            "facts read from it stay published and may be out of date (none, if it was never "
-            "read).",
+            "{{ $value | humanize }} refreshes of {{ $labels.instance }} in 15 minutes could not "
+            "read the paths of target {{ $labels.target }}; the last facts read from it stay "
+            "published and may be out of date (none, if it was never read).",
             "Check that the target's paths (targets.environments in the exporter's config) still "
             "exist and that the exporter's user can read them: a virtual environment that was "
             "removed, or rebuilt elsewhere, is the usual cause.",
         ),
+        _restart_required(s),
     ]
+
+
+def _restart_required(s: Settings) -> Rule:
+    """PythonRestartRequired, with the unit, pod and container of target_info where known."""
+    m = s.matchers()
+    stale = f"(target_restart_required{m} == 1)"
+    # The join adds the identity labels; "or on" keeps a target that has no target_info.
+    expr = (
+        f"{stale} * on (job, instance, target) group_left ({', '.join(PROCESS_IDENTITY)}) "
+        f"target_info{m} or on (job, instance, target) {stale}"
+    )
+    return _alert(
+        "PythonRestartRequired",
+        expr,
+        s.restart_required_for,
+        "warning",
+        "Target {{ $labels.target }} on {{ $labels.instance }}"
+        + _PROCESS_WHERE
+        + " needs a restart",
+        "The processes of target {{ $labels.target }} on {{ $labels.instance }} (job "
+        "{{ $labels.job }}) have run code that changed on disk for "
+        f"{s.restart_required_for}: distributions installed, upgraded or removed after they "
+        "started, or files they map deleted or replaced. An upgrade (a security fix "
+        "included) is not in force until they restart.",
+        "Restart its processes{{ with $labels.unit }} (systemctl restart {{ . }}){{ end }}"
+        "{{ with $labels.pod }} (roll out the owner of pod {{ $labels.namespace }}/{{ . }})"
+        "{{ end }}. What changed (distributions, stale files): restart_required in "
+        "/api/v1/targets/{{ $labels.target }}/status/ on {{ $labels.instance }}.",
+    )
 
 
 def security_alerts(s: Settings) -> list[Rule]:
     """Known vulnerabilities, Python's end of life, and the advisory data they rest on."""
     m = s.matchers()
-    vulnerable = "{{ $labels.module }} {{ $labels.version }} on " + _WHERE + " has {{ $labels.id }}"
+    vulnerable = _MODULE_WHERE + " has {{ $labels.id }}"
     fix = (
-        "Fixed in {{ with $labels.fixed }}{{ . }}{{ else }}no released version yet{{ end }}."
-        "{{ with $labels.aliases }} Aliases: {{ . }}.{{ end }}"
+        _MODULE_WHERE + " is affected by {{ $labels.id }}"
+        "{{ with $labels.aliases }} (aliases: {{ . }}){{ end }}. "
+        "Fixed in {{ with $labels.fixed }}{{ . }}{{ else }}no released version yet{{ end }}. "
+        f"Advisory: {ADVISORY_LINK}"
     )
     runbook = (
         "Upgrade the module past the fixed version and redeploy; the series disappears at the "
@@ -220,7 +293,7 @@ def security_alerts(s: Settings) -> list[Rule]:
             s.end_of_life_for,
             "warning",
             "Python {{ $labels.version }} on " + _WHERE + " is past its end of life",
-            "It gets no security fixes any more.",
+            "Python {{ $labels.version }} on " + _WHERE + " gets no security fixes any more.",
             "Move the application to a supported Python (see python_info for the exact version). "
             "A vendor build supported longer can say so in python.end_of_life.",
         ),
@@ -232,7 +305,9 @@ def security_alerts(s: Settings) -> list[Rule]:
             "info",
             "Python {{ $labels.version }} on " + _WHERE + " reaches its end of life in "
             "{{ $value | humanizeDuration }}",
-            f"Less than {s.end_of_life_warning_days} days of security fixes are left.",
+            "Python {{ $labels.version }} on "
+            + _WHERE
+            + f" has less than {s.end_of_life_warning_days} days of security fixes left.",
             "Plan the move to a newer Python before the date.",
         ),
         _alert(
@@ -241,7 +316,8 @@ def security_alerts(s: Settings) -> list[Rule]:
             s.advisories_stale_for,
             "warning",
             "Advisory data on {{ $labels.instance }} is {{ $value | humanizeDuration }} old",
-            f"No advisory in the loaded database was modified in {s.advisories_stale_days} days: "
+            "No advisory in the database loaded by {{ $labels.instance }} was modified in "
+            f"{s.advisories_stale_days} days: "
             "the download that refreshes it has stopped. An empty vulnerability list from stale "
             "data is not a clean bill of health.",
             "Check the job that downloads OSV's PyPI export (cron or CronJob, see the README) and "
@@ -254,7 +330,8 @@ def security_alerts(s: Settings) -> list[Rule]:
             s.advisories_failing_for,
             "warning",
             "status-exporter on {{ $labels.instance }} cannot load its advisory database",
-            "The last load failed (or none ever succeeded); the previous database stays in force.",
+            "The last load on {{ $labels.instance }} failed (or none ever succeeded); the "
+            "previous database stays in force.",
             'The exporter logs the path and the reason (msg="advisory database not loaded"). '
             "A half-written download is the usual cause: write to a temporary file and rename.",
         ),

@@ -20,11 +20,19 @@ class Settings:
     refresh_stale_for: str = "5m"
     stale_refresh_intervals: int = 3
     module_drift_for: str = "30m"
+    # Replicas whose module sets differ (target_modules_info's fingerprint) while no single
+    # published module explains it: modules.publish vulnerable or none hides the module.
+    module_set_drift_for: str = "30m"
     python_drift_for: str = "30m"
     commit_drift_for: str = "1h"
     metadata_skipped_for: str = "1h"
     # A target (targets.environments) that the exporter could not read in some refresh.
     target_unreadable_for: str = "15m"
+    # A discovered target whose processes run code changed on disk (target_restart_required).
+    # A deploy that upgrades and then restarts a service is seen at one or two refreshes (60 s
+    # each) with the flag set; 15 minutes stays quiet through that and a rolling restart of
+    # a few replicas, and still reports a forgotten restart within the quarter hour.
+    restart_required_for: str = "15m"
     critical_vulnerability_for: str = "15m"
     high_vulnerability_for: str = "1h"
     # Medium, low and unknown severity: PYSEC records carry no severity, so without GitHub's

@@ -136,26 +136,133 @@ def check_wiring(kinds: dict[str, dict]) -> None:
     assert config_volume["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
 
 
+AGENT_CONFIGS = (
+    "deploy/kubernetes/agent/config.yaml",
+    "deploy/kubernetes/overlays/sidecar/config.yaml",
+    "deploy/systemd/agent.yaml",
+)
+
+
 def test_kubernetes_configs_are_valid_exporter_configs(tmp_path):
     """The config.yaml files shipped in the manifests load without error."""
-    for layout in ("base", "overlays/sidecar"):
+    for layout in ("base", "overlays/sidecar", "agent"):
         load_config(REPO / "deploy/kubernetes" / layout / "config.yaml")
 
 
-def test_sidecar_reads_the_application_venv():
-    """In the sidecar layout, the exporter mounts the app's venv read-only and scans it."""
+@pytest.mark.parametrize("path", AGENT_CONFIGS)
+def test_the_discovery_configs_pass_config_check_and_discover(path):
+    """Each shipped config that discovers processes passes ``--config.check`` and turns
+    discovery on over the node's (or pod's) /proc."""
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", path, "--config.check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "configuration is valid" in done.stdout
+    discover = load_config(REPO / path).targets.discover
+    assert discover.processes is True
+    assert discover.procfs == "/proc"
+
+
+def test_sidecar_discovers_the_application_process():
+    """In the sidecar layout, the pod shares one process namespace and the exporter finds
+    the app's process with SYS_PTRACE alone: no copied venv, no shared volume."""
     kinds = {d["kind"]: d for d in kustomize("overlays/sidecar")}
     pod = kinds["Deployment"]["spec"]["template"]["spec"]
     names = [c["name"] for c in pod["containers"]]
     assert names.count("status-exporter") == 1
     assert "app" in names
+    assert pod["shareProcessNamespace"] is True
+    assert "initContainers" not in pod
+    assert [v["name"] for v in pod["volumes"]] == ["config"]
     exporter = next(c for c in pod["containers"] if c["name"] == "status-exporter")
-    mount = next(m for m in exporter["volumeMounts"] if m["name"] == "app-venv")
-    assert mount["readOnly"] is True
-    app = next(c for c in pod["containers"] if c["name"] == "app")
-    assert any(m["name"] == "app-venv" for m in app["volumeMounts"])
+    context = exporter["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE"]}
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    # Added capabilities take effect for UID 0 only (no ambient capabilities in Kubernetes).
+    assert context["runAsUser"] == 0
     config = yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"])
-    assert all(p.startswith(mount["mountPath"]) for p in config["modules"]["paths"])
+    discover = config["targets"]["discover"]
+    assert discover["processes"] is True
+    (include,) = discover["include"]
+    assert re.search(include["cmdline"], "/opt/venv/bin/python /opt/venv/bin/gunicorn app:wsgi")
+    # The exporter's own image runs from /opt/venv too: excluded, not reported as the app.
+    own = "/opt/venv/bin/python /opt/venv/bin/status-exporter --config.file=/etc/x.yaml"
+    assert re.search(include["cmdline"], own)
+    assert any(re.search(m["cmdline"], own) for m in discover["exclude"])
+    assert "paths" not in config.get("modules", {})
+
+
+def agent_pod(documents: list[dict]) -> tuple[dict, dict]:
+    """The agent's DaemonSet and its single container."""
+    (daemonset,) = [d for d in documents if d["kind"] == "DaemonSet"]
+    (container,) = daemonset["spec"]["template"]["spec"]["containers"]
+    return daemonset, container
+
+
+def test_the_agent_daemonset_builds_and_validates(tmp_path):
+    """kustomize builds the agent layout, its built-in kinds pass strict validation, and
+    the DaemonSet, its config map and the PodMonitor are wired together."""
+    documents = kustomize("agent")
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(yaml.safe_dump_all(documents))
+    assert strictly_valid_kinds(rendered) == ["configmap", "daemonset"]
+    kinds = {d["kind"]: d for d in documents}
+    assert set(kinds) == {"ConfigMap", "DaemonSet", "PodMonitor"}
+    daemonset, container = agent_pod(documents)
+    template = daemonset["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    assert daemonset["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # The job label is not part of the selector, which a DaemonSet cannot change later.
+    assert "app.kubernetes.io/part-of" not in daemonset["spec"]["selector"]["matchLabels"]
+    monitor = kinds["PodMonitor"]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= labels.items()
+    assert labels[monitor["jobLabel"]] == "python-status"
+    ports = {p["name"] for p in container["ports"]}
+    assert {e["port"] for e in monitor["podMetricsEndpoints"]} <= ports
+    (endpoint,) = monitor["podMetricsEndpoints"]
+    dropped = [r for r in endpoint["relabelings"] if r.get("action") == "labeldrop"]
+    assert all(re.fullmatch(dropped[0]["regex"], n) for n in ("namespace", "pod", "container"))
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert f"--web.listen-address=:{DEFAULT_PORT}" in container["args"]
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+
+
+def test_the_agent_runs_with_two_capabilities_on_every_node():
+    """The agent pod sees the node's processes (hostPID) with SYS_PTRACE and DAC_READ_SEARCH
+    only, read-only, bounded, on every node whatever its taints, and without an API token."""
+    daemonset, container = agent_pod(kustomize("agent"))
+    pod = daemonset["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True
+    assert pod.get("hostNetwork", False) is False
+    assert pod["automountServiceAccountToken"] is False
+    assert {"operator": "Exists"} in pod["tolerations"]
+    context = container["securityContext"]
+    assert context["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE", "DAC_READ_SEARCH"]}
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["privileged"] is False
+    assert pod["securityContext"]["runAsUser"] == 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    resources = container["resources"]
+    assert set(resources["requests"]) == set(resources["limits"]) == {"cpu", "memory"}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for path in ("/var/log/containers", "/var/log/pods"):
+        assert mounts[path]["readOnly"] is True
+        assert volumes[mounts[path]["name"]]["hostPath"]["path"] == path
+    # Nothing else of the node is mounted: the processes' files come through /proc.
+    assert [v for v in volumes.values() if "hostPath" in v] == [
+        volumes[mounts[p]["name"]] for p in ("/var/log/containers", "/var/log/pods")
+    ]
+    config = yaml.safe_load((REPO / "deploy/kubernetes/agent/config.yaml").read_text())
+    assert config["targets"]["discover"]["kubelet_logs"] in mounts
 
 
 def test_the_osv_download_cronjob_validates_and_renames_atomically(tmp_path):

@@ -31,6 +31,7 @@ import exporter
 
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "systemd" / "status-exporter.service"
+AGENT_UNIT = REPO / "deploy" / "systemd" / "status-exporter-agent.service"
 SYSUSERS = REPO / "deploy" / "systemd" / "status-exporter.sysusers"
 # Where the README installs to; the tests put the same layout under a temporary root.
 OPT = "/opt/status-exporter"
@@ -330,11 +331,11 @@ def verify(unit: Path) -> list[str]:
     return [*problems, f"exit status {done.returncode}"] if done.returncode else problems
 
 
-def unit_copy(installed: Installed, directory: Path, edit: str = "") -> Path:
-    """The shipped unit, pointed at the test's venv and config, with ``edit`` appended."""
+def unit_copy(installed: Installed, directory: Path, edit: str = "", unit: Path = UNIT) -> Path:
+    """A shipped unit, pointed at the test's venv and config, with ``edit`` appended."""
     directory.mkdir(exist_ok=True)
-    path = directory / "status-exporter.service"
-    path.write_text(installed.here(UNIT.read_text()).replace("[Install]", f"{edit}\n[Install]"))
+    path = directory / unit.name
+    path.write_text(installed.here(unit.read_text()).replace("[Install]", f"{edit}\n[Install]"))
     return path
 
 
@@ -388,6 +389,34 @@ def test_systemd_analyze_security_rates_the_unit_ok(installed, tmp_path):
     )
     code, level = exposure(bare)
     assert code != 0, level
+
+
+def test_systemd_analyze_verify_accepts_the_agent_unit(installed, tmp_path):
+    """systemd-analyze verify loads the node agent's unit, pointed at the venv, silently."""
+    assert verify(unit_copy(installed, tmp_path, unit=AGENT_UNIT)) == []
+
+
+def test_the_agent_unit_holds_two_capabilities_and_sees_every_process(installed, tmp_path):
+    """The agent's unit bounds and hands over exactly CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH
+    as its own unprivileged user, keeps the single unit's other hardening but what would
+    hide other processes, and rates 2.0 or better; the single unit's config path is not its."""
+    agent, single = service(AGENT_UNIT.read_text()), service(UNIT.read_text())
+    two = ["CAP_SYS_PTRACE CAP_DAC_READ_SEARCH"]
+    assert agent["CapabilityBoundingSet"] == agent["AmbientCapabilities"] == two
+    assert agent["User"] == single["User"] == ["status-exporter"]
+    assert agent["NoNewPrivileges"] == agent["PrivateMounts"] == ["yes"]
+    assert agent["ProtectSystem"] == ["strict"]
+    # hidepid would hide other users' processes; a PID namespace would hide every one.
+    hiding = {"ProtectProc", "ProcSubset", "PrivatePIDs", "PrivateUsers"}
+    assert not hiding & set(agent)
+    privileges = {"CapabilityBoundingSet", "AmbientCapabilities", "ExecStart", "ExecReload"}
+    kept = {k: v for k, v in single.items() if k not in hiding | privileges | {"EnvironmentFile"}}
+    assert {k: agent.get(k) for k in kept} == kept
+    assert "/etc/status-exporter/agent.yaml" in agent["ExecStart"][0]
+    assert all("/etc/status-exporter/agent.yaml" in line for line in agent["ExecReload"][:1])
+    code, level = exposure(unit_copy(installed, tmp_path, unit=AGENT_UNIT))
+    FIGURES["systemd agent unit exposure (systemd-analyze security)"] = level
+    assert code == 0, level
 
 
 def test_sysusers_creates_the_system_user(tmp_path):

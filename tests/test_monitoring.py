@@ -13,9 +13,9 @@ import pytest
 import yaml
 from support import tool
 
-from monitoring.dashboard import fleet_dashboard
+from monitoring.dashboard import MODULE_SET, fleet_dashboard
 from monitoring.render import rendered_files
-from monitoring.rules import IN_TARGET, TARGET_MATCHER, rule_groups
+from monitoring.rules import ADVISORY_LINK, IN_TARGET, PROCESS_IDENTITY, TARGET_MATCHER, rule_groups
 from monitoring.settings import DEFAULT_SELECTOR, Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,7 +23,7 @@ CUSTOM = 'job="myapp"'
 # The exporter's own metric names: every selector of one must carry the mixin's selector.
 EXPORTER_METRIC = re.compile(
     r"\b(up|build_info|python_info|platform_info|module_info|module_vulnerability_info|"
-    r"module_fix_info|target_info|python_end_of_life_timestamp_seconds|"
+    r"module_fix_info|target_\w+|python_end_of_life_timestamp_seconds|"
     r"process_start_time_seconds|status_exporter_\w+)"
     r"(\{[^}]*\})?"
 )
@@ -31,8 +31,11 @@ EXPORTER_METRIC = re.compile(
 PER_TARGET = re.compile(
     r"\b(build_info|python_info|module_info|module_vulnerability_info|module_fix_info|"
     r"python_end_of_life_timestamp_seconds|status_exporter_modules(_skipped|_dropped)?|"
-    r"status_exporter_vulnerabilities|target_info|status_exporter_target_errors_total)\{"
+    r"status_exporter_vulnerabilities|target_info|status_exporter_target_errors_total|"
+    r"target_modules_info|target_restart_required)\{"
 )
+# The series that carry an instance label: every one but the fleet-wide recording rules.
+FLEET_WIDE = re.compile(r"\bjob(_\w+)?:\w+:\w+\b")
 
 
 def test_committed_files_are_what_the_mixin_generates():
@@ -150,7 +153,7 @@ def test_recording_rules_of_per_target_series_group_by_job_and_target():
         for grouping in groupings:
             assert {"job", "target"} <= {label.strip() for label in grouping.split(",")}, rule
         checked += 1
-    assert checked == 4
+    assert checked == 5
 
 
 def test_alerts_on_per_target_series_name_the_target():
@@ -169,6 +172,7 @@ def test_alerts_on_per_target_series_name_the_target():
     drift = [a for a in alerts if a["expr"].split(" ")[0] in recorded]
     assert [a["alert"] for a in drift] == [
         "ModuleVersionDrift",
+        "ModuleSetDrift",
         "PythonVersionDrift",
         "CommitDrift",
     ]
@@ -186,3 +190,82 @@ def test_the_unreadable_target_alert_follows_its_setting():
     assert alert["expr"] == f"increase(status_exporter_target_errors_total{{{CUSTOM}}}[15m]) > 0"
     assert alert["for"] == "42m"
     assert alert["labels"] == {"severity": "warning"}
+
+
+def _alerts(settings: Settings) -> dict[str, dict]:
+    return {r["alert"]: r for g in rule_groups(settings) for r in g["rules"] if "alert" in r}
+
+
+def test_every_alert_names_its_instance_and_target_in_summary_and_description():
+    """An alert on per-instance series names the instance in both texts, one on per-target
+    series the target in both; the fleet-wide drift alerts name the job."""
+    alerts = _alerts(Settings())
+    assert len(alerts) >= 17
+    for name, alert in alerts.items():
+        texts = alert["annotations"]["summary"], alert["annotations"]["description"]
+        if FLEET_WIDE.search(alert["expr"]):
+            assert all("$labels.job" in t for t in texts), name
+            continue
+        assert all("$labels.instance" in t for t in texts), name
+        if PER_TARGET.search(alert["expr"]):
+            assert all("$labels.target" in t for t in texts), name
+
+
+def test_vulnerability_alerts_render_module_version_fix_and_advisory_link():
+    """Each finding's alert says module, version, fixed version and OSV's link to its id."""
+    findings = {n: a for n, a in _alerts(Settings()).items() if "module_vulnerability" in a["expr"]}
+    assert set(findings) == {
+        "ModuleVulnerabilityCritical",
+        "ModuleVulnerabilityHigh",
+        "ModuleVulnerability",
+    }
+    for name, alert in findings.items():
+        description = alert["annotations"]["description"]
+        for needle in ("$labels.module", "$labels.version", "$labels.fixed", ADVISORY_LINK):
+            assert needle in description, (name, needle)
+        assert "$labels.id" in alert["annotations"]["summary"], name
+
+
+def test_the_restart_alert_follows_its_setting_and_joins_the_identity():
+    """PythonRestartRequired reads target_restart_required for restart_required_for and
+    copies target_info's unit, namespace, pod and container, keeping targets without one."""
+    alert = _alerts(Settings(selector=CUSTOM, restart_required_for="7m"))["PythonRestartRequired"]
+    stale = f"(target_restart_required{{{CUSTOM}}} == 1)"
+    assert alert["expr"] == (
+        f"{stale} * on (job, instance, target) group_left (unit, namespace, pod, container) "
+        f"target_info{{{CUSTOM}}} or on (job, instance, target) {stale}"
+    )
+    assert PROCESS_IDENTITY == ("unit", "namespace", "pod", "container")
+    assert alert["for"] == "7m"
+    assert alert["labels"] == {"severity": "warning"}
+    assert "7m" in alert["annotations"]["description"]
+    assert Settings().restart_required_for == "15m"
+
+
+def test_module_set_drift_yields_to_module_drift():
+    """ModuleSetDrift fires on differing fingerprints only where no module has two versions."""
+    alert = _alerts(Settings(module_set_drift_for="3h"))["ModuleSetDrift"]
+    assert alert["expr"] == (
+        "job:module_fingerprints:count > 1 "
+        "unless on (job, target) job_module:module_versions:count > 1"
+    )
+    assert alert["for"] == "3h"
+    recorded = {
+        r["record"]: r["expr"] for g in rule_groups(Settings()) for r in g["rules"] if "record" in r
+    }
+    assert recorded["job:module_fingerprints:count"] == (
+        "count by (job, target) "
+        '(count by (job, target, fingerprint) (target_modules_info{job="python-status"}))'
+    )
+
+
+def test_the_drift_panels_read_module_info_and_fingerprints():
+    """The drifting-modules table and stat read module_info and, for unpublished modules,
+    target_modules_info (rows labelled as a module set)."""
+    panels = [p for p in fleet_dashboard(Settings())["panels"] if p["title"] == "Drifting modules"]
+    assert sorted(p["type"] for p in panels) == ["stat", "table"]
+    for panel in panels:
+        (target,) = panel["targets"]
+        assert "module_info{" in target["expr"], panel["type"]
+        assert "target_modules_info{" in target["expr"], panel["type"]
+        assert f'"module", "{MODULE_SET}"' in target["expr"], panel["type"]

@@ -18,8 +18,9 @@ PER_TARGET = re.compile(
     r"python_end_of_life_timestamp_seconds|status_exporter_modules|"
     r"status_exporter_modules_skipped|status_exporter_modules_dropped|"
     r"status_exporter_vulnerabilities|target_info|status_exporter_target_errors_total|"
+    r"target_modules_info|target_restart_required|target_processes|"
     r"job_module:module_versions:count|job:python_versions:count|job:build_commits:count|"
-    r"job_severity:module_vulnerabilities:count)\b(?!:)"
+    r"job:module_fingerprints:count|job_severity:module_vulnerabilities:count)\b(?!:)"
 )
 
 
@@ -71,7 +72,8 @@ def test_every_alert_on_per_target_series_is_unit_tested_with_a_target():
         for alert in case.get("exp_alerts") or []
         if "target" in alert["exp_labels"]
     }
-    assert len(per_target) >= 10
+    assert len(per_target) >= 12
+    assert {"ModuleSetDrift", "PythonRestartRequired"} <= per_target
     assert per_target <= with_target, per_target - with_target
     # And the recording rules: some expected sample of each has a target label.
     recorded = {
@@ -85,3 +87,25 @@ def test_every_alert_on_per_target_series_is_unit_tested_with_a_target():
         if "target=" in sample["labels"]
     }
     assert {r for r in recorded if PER_TARGET.fullmatch(r)} <= sampled
+
+
+def test_the_alertmanager_example_is_valid_and_groups_by_the_mixins_labels():
+    """amtool accepts prometheus/alertmanager.yml; it groups by alertname, job and target,
+    and StatusExporterDown inhibits the other alerts of its job and instance."""
+    done = subprocess.run(
+        [tool("amtool"), "check-config", "alertmanager.yml"],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+    config = yaml.safe_load((PROMETHEUS / "alertmanager.yml").read_text())
+    assert config["route"]["group_by"] == ["alertname", "job", "target"]
+    (inhibit,) = config["inhibit_rules"]
+    assert inhibit["source_matchers"] == ['alertname="StatusExporterDown"']
+    assert inhibit["target_matchers"] == ['alertname!="StatusExporterDown"']
+    assert inhibit["equal"] == ["job", "instance"]
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert receivers[config["route"]["receiver"]]["webhook_configs"][0]["send_resolved"]

@@ -47,7 +47,7 @@ from exporter.collectors.eggs import (
     metadata_members,
     open_archive,
 )
-from exporter.collectors.packages import PackageInfo, package_info
+from exporter.collectors.packages import PackageInfo, licence_stretch, requires_stretch
 from exporter.collectors.pth import read_pth
 from exporter.filesystem import HOST, FileSystem
 
@@ -140,7 +140,10 @@ class InstalledScan:
 
 def canonical_name(name: str) -> str:
     """PEP 503 normalisation: lower case, runs of ``-_.`` become one ``-``."""
-    return _NORMALIZE.sub("-", name).lower()
+    lowered = name.lower()  # lower() makes no "-", "_" or "." and removes none
+    if "_" in lowered or "." in lowered or "--" in lowered:
+        return _NORMALIZE.sub("-", lowered)
+    return lowered  # already canonical: most names are
 
 
 def scan_installed(
@@ -300,12 +303,12 @@ def _read_member(archive: zipfile.ZipFile, member: str) -> Distribution:
     """``read_distribution`` for a zip member: the header only, bounded."""
     try:
         with archive.open(member) as file:
-            head = _read_header(file.read)
+            header = _header_of(file.read)
     except KeyError:
         raise MetadataError("cannot read: not in the archive") from None
     except Exception as exc:  # zipfile raises many kinds on a hostile member
         raise MetadataError(f"cannot read: {exc}") from None
-    return _distribution(_header_block(head))
+    return _distribution(header)
 
 
 class MetadataError(Exception):
@@ -321,18 +324,35 @@ def read_distribution(metadata_path: str, *, fs: FileSystem = HOST) -> Distribut
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise MetadataError("not a regular file")
-            head = _read_header(functools.partial(os.read, fd))
+            header = _header_of(functools.partial(os.read, fd))
         finally:
             os.close(fd)
     except OSError as exc:
         raise MetadataError(f"cannot read: {exc.strerror or exc}") from None
-    return _distribution(_header_block(head))
+    return _distribution(header)
+
+
+def _header_of(read: Callable[[int], bytes]) -> bytes:
+    """The header block of a metadata file, from ``read(size)``: what ``_header_block`` makes
+    of ``_read_header``'s bytes, with one search for the blank line when the first line ends
+    in LF and the blank line is in the first read (nearly always)."""
+    head = read(_HEAD_BYTES)
+    newline = head.find(b"\n")
+    if newline >= 0 and b"\r" not in head[:newline]:
+        end = head.find(b"\n\n")
+        if end >= 0:
+            return head[:end]
+    return _header_block(_read_rest(head, read))
 
 
 def _read_header(read: Callable[[int], bytes]) -> bytes:
     """The start of a metadata file, through its header's blank line (or about
     ``MAX_HEADER_BYTES``), from ``read(size)``."""
-    head = read(_HEAD_BYTES)
+    return _read_rest(read(_HEAD_BYTES), read)
+
+
+def _read_rest(head: bytes, read: Callable[[int], bytes]) -> bytes:
+    """``head``, the first read, and the rest of the header after it when it goes on."""
     if len(head) == _HEAD_BYTES and b"\n\n" not in head and b"\n\r\n" not in head:
         # The header goes on (classifiers): read on to its blank line, bounded.
         parts = [head]
@@ -346,12 +366,19 @@ def _read_header(read: Callable[[int], bytes]) -> bytes:
     return head
 
 
-def _distribution(header: bytes) -> Distribution:
+def _distribution(block: bytes) -> Distribution:
     """The distribution a header block names, or MetadataError saying what is wrong."""
-    fields = _header_fields(header)
-    name = _field(fields, "Name", MAX_NAME_LENGTH)
-    version = _field(fields, "Version", MAX_VERSION_LENGTH)
-    return Distribution(canonical_name(name), version, package_info(header, name))
+    header = b"\n" + block  # every field's line starts with a newline, the first one too
+    name_at, version_at = header.find(b"\nName:"), header.find(b"\nVersion:")
+    # The fields end at the header's first empty line: only one before them matters.
+    end = _empty_line(header, max(name_at, version_at))
+    name = _field(_value(header, name_at, 6, end), "Name", MAX_NAME_LENGTH)
+    version = _field(_value(header, version_at, 9, end), "Version", MAX_VERSION_LENGTH)
+    return Distribution(
+        canonical_name(name),
+        version,
+        PackageInfo(name, licence_stretch(header), requires_stretch(header)),
+    )
 
 
 def _header_block(data: bytes) -> bytes:
@@ -363,28 +390,32 @@ def _header_block(data: bytes) -> bytes:
     return data[:end] if end >= 0 else data
 
 
-def _header_fields(data: bytes) -> dict[str, bytes]:
-    """The first ``Name`` and ``Version`` lines of an RFC 822 style header block."""
-    fields: dict[str, bytes] = {}
-    start, end = 0, len(data)
-    while start < end:  # in practice Name and Version are lines 2 and 3: stop once both are seen
-        stop = data.find(b"\n", start)
-        if stop < 0:
-            stop = end
-        line = data[start:stop].rstrip(b"\r")
-        start = stop + 1
-        if not line:
-            break  # the header ends at the first empty line; a "Version:" in the body is not one
-        if line.startswith((b"Name:", b"Version:")):
-            key, _, value = line.partition(b":")
-            fields.setdefault(key.decode(), value.strip())
-            if len(fields) == 2:
-                break
-    return fields
+def _empty_line(header: bytes, before: int) -> int:
+    """Where the first empty line of ``header`` (which starts with a newline) starts, if it
+    starts before ``before``; else ``before``. A line of nothing but "\\r" is empty too (a
+    CRLF blank line in a file whose first line ends in LF)."""
+    empty = header.find(b"\n\n", 0, before + 1)
+    if empty >= 0:
+        before = empty
+    at = header.find(b"\n\r", 0, before + 1)
+    while at >= 0:
+        stop = header.find(b"\n", at + 1)
+        if not header[at + 1 : stop if stop >= 0 else len(header)].strip(b"\r"):
+            return at
+        at = header.find(b"\n\r", at + 1, before + 1)
+    return before
 
 
-def _field(fields: dict[str, bytes], key: str, limit: int) -> str:
-    raw = fields.get(key)
+def _value(header: bytes, at: int, length: int, end: int) -> bytes | None:
+    """The stripped value of the field whose line starts at ``at`` (its newline; -1: none)
+    with a key of ``length`` bytes, unless the line is past ``end``."""
+    if at < 0 or at > end:
+        return None
+    stop = header.find(b"\n", at + length)
+    return header[at + length : stop if stop >= 0 else len(header)].strip()
+
+
+def _field(raw: bytes | None, key: str, limit: int) -> str:
     if not raw:
         raise MetadataError(f"no {key}")
     try:

@@ -2,8 +2,8 @@
 licence and its requirements, from the metadata header that the installed scan reads anyway.
 
 The header is searched with ``bytes.find`` for the few fields wanted, never split
-into lines: 1.8 ms for a thousand headers (the benchmark's synthetic METADATA,
-15 classifiers each).
+into lines; a scan only slices out the stretches that hold them, and they are decoded
+when an SBOM is rendered.
 
 ``Requires-Dist`` is in the header of ``*.dist-info/METADATA``; the ``*.egg-info``
 layouts keep their requirements in ``requires.txt`` instead, which is not read: an egg's
@@ -20,19 +20,34 @@ MAX_LICENSE_LENGTH = 200  # a License field longer than this is the licence's fu
 
 @dataclass(frozen=True, slots=True)
 class PackageInfo:
-    """A distribution's name as written, its licence in the forms metadata gives it, and its
-    ``Requires-Dist`` requirements.
+    """A distribution's name as written, and the stretches of its metadata header that hold
+    its licence and its ``Requires-Dist`` requirements, as read.
 
-    ``requires_block`` is the stretch of the header holding the ``Requires-Dist`` lines,
-    as read: a refresh only slices it out (the cold scan's cost is per header), and
-    ``requires`` decodes it when an SBOM is rendered.
+    A scan only slices the stretches out (the cold scan's cost is per header); the licence
+    fields and ``requires`` are decoded when an SBOM is rendered. ``licence_block`` runs from
+    the first ``License`` or ``Classifier: License ::`` line to the last one, and the first
+    character of the line after it (a continuation line says a License field is its full
+    text): every line the licence is read from, and no others before or after.
     """
 
     name: str
-    license_expression: str = ""
-    license: str = ""
-    license_classifiers: tuple[str, ...] = ()
+    licence_block: bytes = b""
     requires_block: bytes = b""
+
+    @property
+    def license_expression(self) -> str:
+        """The License-Expression field; "" when there is none."""
+        return _licence(self.licence_block)[0]
+
+    @property
+    def license(self) -> str:
+        """The License field, when it is a short name (not the licence's text, not UNKNOWN)."""
+        return _licence(self.licence_block)[1]
+
+    @property
+    def license_classifiers(self) -> tuple[str, ...]:
+        """The last part of each ``License ::`` classifier but "OSI Approved"."""
+        return _licence(self.licence_block)[2]
 
     @property
     def requires(self) -> tuple[str, ...]:
@@ -41,13 +56,60 @@ class PackageInfo:
 
 
 def package_info(header: bytes, name: str) -> PackageInfo:
-    """``name`` (as written) with the License-Expression, License, ``License ::``
-    classifiers and ``Requires-Dist`` lines of a header block.
+    """``name`` (as written) with the stretches of a header block that hold its
+    License-Expression, License, ``License ::`` classifiers and ``Requires-Dist`` lines.
 
     ``header`` ends at the header's blank line. Values that are not printable UTF-8
-    are left out: a licence is not worth failing a refresh for.
+    are left out (when decoded): a licence is not worth failing a refresh for.
     """
     header = b"\n" + header
+    return PackageInfo(name, licence_stretch(header), requires_stretch(header))
+
+
+def licence_stretch(header: bytes) -> bytes:
+    """The licence lines of ``header`` (which starts with a newline), from the first to the
+    last, and the character after the last one's end."""
+    field = header.find(b"\nLicense")
+    classifier = header.find(b"\nClassifier: License ::")
+    if classifier < 0:
+        if field < 0:
+            return b""
+        start, last = field, header.rfind(b"\nLicense")
+    else:
+        last = header.rfind(b"\nClassifier: License ::")
+        if field < 0:
+            start = classifier
+        else:
+            start, last = min(field, classifier), max(last, header.rfind(b"\nLicense"))
+    end = header.find(b"\n", last + 1)
+    return header[start : len(header) if end < 0 else end + 2]
+
+
+def requires_stretch(header: bytes) -> bytes:
+    """From the first ``Requires-Dist`` line of ``header`` (which starts with a newline) to
+    the end of the last one."""
+    first = header.find(b"\nRequires-Dist:")
+    if first < 0:
+        return b""
+    end = header.find(b"\n", header.rfind(b"\nRequires-Dist:") + 15)
+    return header[first + 1 : end if end >= 0 else len(header)]
+
+
+_parsed_licences: dict[bytes, tuple[str, str, tuple[str, ...]]] = {}
+_MAX_PARSED = 4096  # distinct licence stretches kept decoded; the rest are decoded again
+
+
+def _licence(block: bytes) -> tuple[str, str, tuple[str, ...]]:
+    """License-Expression, License and the classifiers' licences of a ``licence_block``."""
+    found = _parsed_licences.get(block)
+    if found is None:
+        if len(_parsed_licences) >= _MAX_PARSED:
+            _parsed_licences.clear()
+        found = _parsed_licences[block] = _parse_licence(block)
+    return found
+
+
+def _parse_licence(header: bytes) -> tuple[str, str, tuple[str, ...]]:
     expression = text = ""
     at = header.find(b"\nLicense")
     while at >= 0:
@@ -67,12 +129,7 @@ def package_info(header: bytes, name: str) -> PackageInfo:
         if last and last != "OSI Approved":
             classifiers.append(last)
         at = header.find(b"\nClassifier: License ::", at + 1)
-    requires = b""
-    first = header.find(b"\nRequires-Dist:")
-    if first >= 0:  # to the end of the last one; decoded only when an SBOM is rendered
-        end = header.find(b"\n", header.rfind(b"\nRequires-Dist:") + 15)
-        requires = header[first + 1 : end if end >= 0 else len(header)]
-    return PackageInfo(name, expression, text, tuple(classifiers), requires)
+    return expression, text, tuple(classifiers)
 
 
 def requirement_lines(block: bytes) -> tuple[str, ...]:

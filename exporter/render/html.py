@@ -292,6 +292,8 @@ def _target_rows(target: Target) -> str:
             ("Modules", str(len(s.modules))),
         ]
         findings = _target_findings(s)
+        if s.process is not None and s.process.restart_required:
+            findings += '<br><span class="warn">restart required</span>'
     classes = {"Python": "", "Commit": ' class="c"', "Modules": ' class="n"'}
     cells = "".join(f'<td data-label="{k}"{classes[k]}>{v}</td>' for k, v in facts)
     marked = ' class="failing"' if failing else ""
@@ -541,6 +543,28 @@ def _end_of_life_card(s: Snapshot) -> str:
     return f'<div class="card"><b>Python end of life</b>{end.isoformat()}: {note}</div>'
 
 
+def _restart_card(s: Snapshot) -> str:
+    """A discovered target's processes: how many, since when, and whether (and why) they
+    need a restart; nothing for any other environment."""
+    p = s.process
+    if p is None:
+        return ""
+    plural = "es" if p.processes != 1 else ""
+    head = f"{p.processes} process{plural}, the oldest started {escape(_utc(p.started_at))}"
+    if not p.restart_required:
+        return f'<div class="card full"><b>Processes</b>{head}; no restart needed</div>'
+    causes = [
+        f"{escape(module)} {escape(version or '')} {escape(change)}".replace("  ", " ")
+        for module, version, change in p.changed
+    ] + [f"{escape(path)} {escape(reason)}" for path, reason in p.stale]
+    items = "".join(f"<li>{c}</li>" for c in causes)
+    return (
+        f'<div class="card full" id="restart"><b>Processes</b>{head}; '
+        f'<span class="warn" id="restart-required">restart required</span>: what they run '
+        f"changed on disk since they started<ul>{items}</ul></div>"
+    )
+
+
 def render_status_page(
     snapshot: Snapshot,
     stats: RefreshStats,
@@ -569,6 +593,7 @@ def render_status_page(
     ]
     summary = "".join(f'<div class="card"><b>{escape(k)}</b>{escape(v)}</div>' for k, v in cards)
     summary += _end_of_life_card(s)
+    summary += _restart_card(s)
     summary += (
         f'<div class="card"><b>Uptime</b><span id="uptime" data-started="'
         f'{started.isoformat()}">since {escape(_utc(s.identity.started_at))}</span></div>'

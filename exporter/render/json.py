@@ -46,6 +46,9 @@ def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
         "vulnerable_modules": _vulnerable_modules(snapshot),
         "advisories": advisories_fields(snapshot),
     }
+    if snapshot.process is not None:
+        fields["restart_required"] = snapshot.process.restart_required
+        fields["process"] = process_fields(snapshot)
     redacted = [
         name
         for name, hidden in (
@@ -61,9 +64,36 @@ def status_fields(snapshot: Snapshot, server_address: str) -> dict[str, Any]:
 
 
 def _vulnerabilities(snapshot: Snapshot) -> list[dict[str, object]] | None:
-    """The findings; null when no advisory database is configured (not checked is not clean)."""
+    """The findings; null when no advisory database is configured (not checked is not clean).
+
+    A discovered target's findings say whether its processes map the module's native
+    code: ``loaded`` is true, or "unknown" (pure Python does not show in maps)."""
     findings = snapshot.published_vulnerabilities("json")
-    return None if findings is None else [f.as_dict() for f in findings]
+    if findings is None:
+        return None
+    if snapshot.process is None:
+        return [f.as_dict() for f in findings]
+    loaded = snapshot.process.loaded
+    return [{**f.as_dict(), "loaded": True if f.module in loaded else "unknown"} for f in findings]
+
+
+def process_fields(snapshot: Snapshot) -> dict[str, Any] | None:
+    """What a discovered target's processes add: how many, since when, and what changed on
+    disk under them; null for any other environment."""
+    p = snapshot.process
+    if p is None:
+        return None
+    return {
+        "processes": p.processes,
+        "oldest_started_at": _rfc3339(p.started_at),
+        "restart_required": p.restart_required,
+        "changed_modules": [
+            {"module": module, "version": version, "change": change}
+            for module, version, change in p.changed
+        ],
+        "stale_files": [{"path": path, "reason": reason} for path, reason in p.stale],
+        "loaded_modules": sorted(p.loaded),
+    }
 
 
 def _vulnerable_modules(snapshot: Snapshot) -> list[dict[str, object]] | None:

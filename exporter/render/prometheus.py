@@ -33,6 +33,8 @@ from prometheus_client.registry import Collector
 from exporter.advisories.matching import count_by_severity, vulnerable_modules
 from exporter.host import Host
 from exporter.refresh import CHANGE_KINDS, RefreshStats
+from exporter.render.exposition import FamilyCache, write_families
+from exporter.render.module_sets import Fingerprints, fingerprints, info_count, info_modules
 from exporter.snapshot import Snapshot
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -122,12 +124,41 @@ class FactsCollector(Collector):
         if not self._with_modules:
             return
         modules = InfoMetricFamily("module", MODULE_HELP + every, labels=("module", "version"))
-        for name, version in s.published_modules("metrics").items():
+        for name, version in info_modules(s, s.module_publish).items():
             modules.add_metric((name, version), {})
         yield modules
 
 
 MODULE_HELP = "One series per installed module and its version. "
+MODULE_SET_HELP = (
+    "One series per environment: the fingerprint of its module set, the first 16 hex digits "
+    "of the SHA-256 of its name==version lines (sorted, one per module, each ending in a "
+    "newline), published whatever modules.publish leaves out of module_info. "
+)
+
+
+class ModuleSetCollector(Collector):
+    """``target_modules_info``: one series per environment, the fingerprint of its modules.
+
+    Equal module sets have equal fingerprints on any host and after any restart, so
+    replicas that drifted apart show at one series each. Sample exposition::
+
+        target_modules_info{fingerprint="6a0b0c5e23d1f4a9"} 1.0
+        target_modules_info{fingerprint="6a0b0c5e23d1f4a9",target="web"} 1.0
+    """
+
+    def __init__(self, prints: Fingerprints, every: str, *, labelled: bool) -> None:
+        self._prints = prints
+        self._every = every
+        self._labelled = labelled  # with targets: the names of ``prints`` are target labels
+
+    def collect(self) -> Iterable[Metric]:
+        """The target_modules_info family."""
+        labels = ("target", "fingerprint") if self._labelled else ("fingerprint",)
+        family = InfoMetricFamily("target_modules", MODULE_SET_HELP + self._every, labels=labels)
+        for name, (_, fingerprint) in self._prints.items():
+            family.add_metric((name, fingerprint) if self._labelled else (fingerprint,), {})
+        yield family
 
 
 def unix_day(day: datetime.date) -> float:
@@ -155,7 +186,7 @@ def render_module_info(snapshot: Snapshot, *, openmetrics: bool) -> bytes:
     lines = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"]
     lines.extend(
         f'module_info{{module="{escape_label(module)}",version="{escape_label(version)}"}} 1.0\n'
-        for module, version in snapshot.published_modules("metrics").items()
+        for module, version in info_modules(snapshot, snapshot.module_publish).items()
     )
     return "".join(lines).encode("utf-8")
 
@@ -219,12 +250,18 @@ class HealthCollector(Collector):
             yield GaugeMetricFamily(
                 "status_exporter_modules",
                 "Modules published in module_info.",
-                value=len(s.modules),
+                # what modules.publish selects; a redacted list keeps its count
+                value=info_count(s, s.module_publish, redacted=False),
             )
             yield GaugeMetricFamily(
                 "status_exporter_modules_dropped",
                 "Modules left out because there were more than modules.max.",
                 value=s.modules_dropped,
+            )
+            yield GaugeMetricFamily(
+                "status_exporter_modules_found",
+                MODULES_FOUND_HELP,
+                value=len(s.modules),
             )
         yield GaugeMetricFamily(
             "status_exporter_config_last_reload_successful",
@@ -251,6 +288,12 @@ class HealthCollector(Collector):
         for kind in CHANGE_KINDS:
             changes.add_metric((kind,), stats.changes.get(kind, 0))
         yield changes
+
+
+MODULES_FOUND_HELP = (
+    "Modules found (after modules.include, modules.exclude and modules.max), whether or not "
+    "modules.publish gives them a module_info series; target_modules_info fingerprints them."
+)
 
 
 def _advisory_health(s: Snapshot, *, with_counts: bool = True) -> Iterable[Metric]:
@@ -363,11 +406,16 @@ class _RenderedFacts:
     plain: Fragment
     gzip_heads: dict[bool, _GzipHead]
     module_lines: dict[bool, Any]  # with targets: each target's module_info lines
+    fingerprints: Fingerprints  # each environment's, kept with the modules they are of
 
     @classmethod
     def of(cls, host: Host, previous: _RenderedFacts | None) -> _RenderedFacts:
+        earlier = previous.fingerprints if previous else {}
         if host.has_targets:
             plain, lines = _target_facts(host, previous.module_lines if previous else {})
+            prints = fingerprints(
+                ((t.name, t.snapshot) for t in host.targets if t.snapshot is not None), earlier
+            )
         else:
             snapshot = host.own
             small = _render(_registry_of(FactsCollector(snapshot, with_modules=False)))
@@ -376,8 +424,13 @@ class _RenderedFacts:
                 small.openmetrics + render_module_info(snapshot, openmetrics=True),
             )
             lines = {}
+            prints = fingerprints([("", snapshot)], earlier)
+        # After module_info: an addition that leaves the bytes before it as they were.
+        module_sets = ModuleSetCollector(prints, every_text(host.own), labelled=host.has_targets)
+        tail = _render(_registry_of(module_sets))
+        plain = Fragment(plain.text + tail.text, plain.openmetrics + tail.openmetrics)
         heads = {om: _GzipHead.of(plain.select(om)) for om in (False, True)}
-        return cls(host.facts(), plain, heads, lines)
+        return cls(host.facts(), plain, heads, lines, prints)
 
 
 def _target_facts(host: Host, previous: dict[bool, Any]) -> tuple[Fragment, dict[bool, Any]]:
@@ -398,27 +451,42 @@ def _target_facts(host: Host, previous: dict[bool, Any]) -> tuple[Fragment, dict
     return Fragment(small.text + text, small.openmetrics + om), {False: text_lines, True: om_lines}
 
 
-def _health(host: Host, stats: RefreshStats) -> Fragment:
-    """The health block: the exporter's own, and with targets each target's."""
-    if not host.has_targets:
-        return _render(_registry_of(HealthCollector(host.own, stats)))
-    from exporter.render.target_metrics import TargetHealthCollector, module_allowance
+def _health(
+    host: Host, stats: RefreshStats, previous: FamilyCache | None
+) -> tuple[Fragment, FamilyCache | None]:
+    """The health block: the exporter's own, and with targets each target's; written
+    directly (the families whose samples did not change reused from ``previous``), or by
+    prometheus_client when the writer does not handle a family."""
+    collectors: list[Collector] = [
+        HealthCollector(host.own, stats, with_environment=not host.has_targets)
+    ]
+    if host.has_targets:
+        from exporter.render.target_metrics import TargetHealthCollector, module_allowance
 
-    registry = _registry_of(HealthCollector(host.own, stats, with_environment=False))
-    registry.register(TargetHealthCollector(host, module_allowance(host, host.max_module_series)))
-    return _render(registry)
+        allowance = module_allowance(host, host.max_module_series)
+        collectors.append(TargetHealthCollector(host, allowance))
+    written = write_families((f for c in collectors for f in c.collect()), previous)
+    if written is not None:
+        text, openmetrics, families = written
+        return Fragment(text, openmetrics), families
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        registry.register(collector)
+    return _render(registry), None
 
 
 class MetricsPages:
     """The ``/metrics`` bodies of one host in every format: facts, health, process part.
 
     The facts (which grow with the module count) are rendered again only when
-    they differ from ``previous``'s; the health block is rendered every time.
+    they differ from ``previous``'s; the health block is built every time, its
+    families written again only where their samples changed.
     """
 
-    __slots__ = ("_assembled", "_facts", "_health")
+    __slots__ = ("_assembled", "_facts", "_health", "_health_families")
     _facts: _RenderedFacts
     _health: Fragment
+    _health_families: FamilyCache | None
     _assembled: dict[tuple[bool, bool], tuple[Fragment, bytes]]
 
     def __init__(
@@ -433,13 +501,21 @@ class MetricsPages:
             self._facts = earlier
         else:
             self._facts = _RenderedFacts.of(host, earlier)
-        self._health = _health(host, stats)
+        self._health, self._health_families = _health(
+            host, stats, previous._health_families if previous is not None else None
+        )
         self._assembled = {}
 
     @property
     def facts_rendering(self) -> Fragment:
         """The facts exposition: the very object of ``previous`` when the facts were reused."""
         return self._facts.plain
+
+    @property
+    def module_fingerprints(self) -> Fingerprints:
+        """Each environment's ``(modules, fingerprint)`` ("" for the exporter's own, else by
+        target): the very pair of ``previous`` while the modules are the same mapping."""
+        return self._facts.fingerprints
 
     def body(self, dynamic: Fragment, variant: tuple[bool, bool]) -> bytes:
         """The full body for ``variant`` (openmetrics, gzip), with ``dynamic`` appended."""

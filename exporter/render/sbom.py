@@ -64,7 +64,7 @@ class SbomDocument:
 
     def __init__(self, snapshot: Snapshot, previous: SbomDocument | None = None) -> None:
         self.withheld = snapshot.redaction.modules_hidden_from("json")
-        self.content = None if self.withheld else snapshot.facts()
+        self.content = None if self.withheld else snapshot.environment_facts()
         if previous is not None and previous.content == self.content:
             self.version, self.body, self.gzip = previous.version, previous.body, previous.gzip
             return

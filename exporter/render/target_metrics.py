@@ -20,11 +20,22 @@ from prometheus_client.registry import Collector
 
 from exporter.advisories.matching import count_by_severity, vulnerable_modules
 from exporter.host import Host, Target
-from exporter.render.prometheus import MODULE_HELP, escape_label, every_text, unix_day
+from exporter.render.module_sets import info_count, info_modules, publish_mode
+from exporter.render.prometheus import (
+    MODULE_HELP,
+    MODULES_FOUND_HELP,
+    escape_label,
+    every_text,
+    unix_day,
+)
 from exporter.snapshot import Snapshot
 
-# A target's module_info sample lines, kept while its modules are the same object.
-ModuleLines = dict[str, tuple[Mapping[str, str], bytes]]
+# Restart causes published per target and family: the JSON lists them all.
+MAX_CAUSES = 50
+
+# A target's module_info sample lines, kept while its modules and findings are the same
+# objects (under modules.publish: vulnerable the findings choose the lines).
+ModuleLines = dict[str, tuple[Mapping[str, str], object, bytes]]
 
 
 def _read(host: Host) -> list[tuple[Target, Snapshot]]:
@@ -33,12 +44,12 @@ def _read(host: Host) -> list[tuple[Target, Snapshot]]:
 
 
 def module_allowance(host: Host, cap: int) -> dict[str, int]:
-    """How many module series each target may publish under the overall ``cap``: all of
-    them, in configured order, until the cap is reached."""
+    """How many module series each target may publish under the overall ``cap``: all that
+    its modules.publish selects, in configured order, until the cap is reached."""
     left = cap
     allowed: dict[str, int] = {}
     for target, snapshot in _read(host):
-        count = len(snapshot.published_modules("metrics"))
+        count = info_count(snapshot, publish_mode(target, snapshot))
         allowed[target.name] = min(count, left)
         left -= allowed[target.name]
     return allowed
@@ -67,8 +78,13 @@ class TargetFactsCollector(Collector):
             labels=("target", "kind", "path"),
         )
         for target in host.targets:
-            targets.add_metric((target.name, target.spec.kind, ",".join(target.spec.paths)), {})
+            # A discovered target's identity labels (unit, container_id, pod...) where known.
+            targets.add_metric(
+                (target.name, target.spec.kind, ",".join(target.spec.paths)),
+                dict(target.spec.labels),
+            )
         yield targets
+        yield from _process_families(read)
         build = InfoMetricFamily(
             "build",
             "Each target's API version, commit and application version. " + every,
@@ -136,7 +152,7 @@ class TargetFactsCollector(Collector):
                         f.severity,
                         f.fixed,
                     ),
-                    {},
+                    _loaded_label(s, f.module),
                 )
             for m in vulnerable_modules(findings):
                 fixes.add_metric((target.name, m.module, m.version, m.fixed, m.severity), {})
@@ -144,11 +160,65 @@ class TargetFactsCollector(Collector):
         yield fixes
 
 
+def _loaded_label(snapshot: Snapshot, module: str) -> dict[str, str]:
+    """``loaded="true"`` when a discovered target's processes map the module's native files,
+    ``"unknown"`` otherwise (pure Python is not seen in maps); nothing for a configured
+    environment, which has no processes to look at."""
+    if snapshot.process is None:
+        return {}
+    return {"loaded": "true" if module in snapshot.process.loaded else "unknown"}
+
+
+def _process_families(read: list[tuple[Target, Snapshot]]) -> Iterable[Metric]:
+    """What discovered targets' processes add: their count, the oldest start, and whether
+    (and why) they need a restart. Nothing when no target is a discovered one."""
+    found = [(t, s, s.process) for t, s in read if s.process is not None]
+    if not found:
+        return
+    processes = GaugeMetricFamily(
+        "target_processes", "Running processes of each discovered target.", labels=("target",)
+    )
+    started = GaugeMetricFamily(
+        "target_process_start_time_seconds",
+        "When each discovered target's oldest process started (Unix time).",
+        labels=("target",),
+    )
+    restart = GaugeMetricFamily(
+        "target_restart_required",
+        "1 when a discovered target's processes run code changed on disk since they "
+        "started: distributions installed, upgraded or removed after the oldest process "
+        "started, or mapped files deleted or replaced; else 0.",
+        labels=("target",),
+    )
+    changed = InfoMetricFamily(
+        "target_changed_module",
+        "Distributions installed, upgraded or removed after a discovered target's oldest "
+        f"process started (at most {MAX_CAUSES} per target); version is the one on disk.",
+        labels=("target", "module", "version", "change"),
+    )
+    stale = InfoMetricFamily(
+        "target_stale_file",
+        "Files a discovered target's processes map that were deleted or replaced on disk "
+        f"(at most {MAX_CAUSES} per target).",
+        labels=("target", "path", "reason"),
+    )
+    for target, _, p in found:
+        processes.add_metric((target.name,), p.processes)
+        started.add_metric((target.name,), p.started_at)
+        restart.add_metric((target.name,), 1 if p.restart_required else 0)
+        for module, version, change in p.changed[:MAX_CAUSES]:
+            changed.add_metric((target.name, module, version or "", change), {})
+        for path, reason in p.stale[:MAX_CAUSES]:
+            stale.add_metric((target.name, path, reason), {})
+    yield from (processes, started, restart, changed, stale)
+
+
 def render_target_module_info(
     host: Host, allowance: Mapping[str, int], previous: ModuleLines, *, openmetrics: bool
 ) -> tuple[bytes, ModuleLines]:
-    """module_info over every target, written directly; each target's lines are reused while
-    its modules are the very same mapping (an unchanged target renders nothing)."""
+    """module_info over every target, written directly, of the modules each target's
+    modules.publish selects; each target's lines are reused while its modules and findings
+    are the very same objects (an unchanged target renders nothing)."""
     name, kind = ("module", "info") if openmetrics else ("module_info", "gauge")
     help_text = (MODULE_HELP + every_text(host.own)).replace("\\", r"\\").replace("\n", r"\n")
     if openmetrics:
@@ -156,21 +226,22 @@ def render_target_module_info(
     parts = [f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n".encode()]
     lines: ModuleLines = {}
     for target, s in _read(host):
-        modules = s.published_modules("metrics")
-        key = f"{target.name}\0{allowance.get(target.name, 0)}"
+        modules, findings = s.published_modules("metrics"), s.vulnerabilities
+        mode = publish_mode(target, s)
+        key = f"{target.name}\0{allowance.get(target.name, 0)}\0{mode}"
         cached = previous.get(key)
-        if cached is not None and cached[0] is modules:
-            body = cached[1]
+        if cached is not None and cached[0] is modules and cached[1] is findings:
+            body = cached[2]
         else:
             label = escape_label(target.name)
             limit = allowance.get(target.name, 0)
             body = "".join(
                 f'module_info{{module="{escape_label(module)}",target="{label}",'
                 f'version="{escape_label(version)}"}} 1.0\n'
-                for index, (module, version) in enumerate(modules.items())
+                for index, (module, version) in enumerate(info_modules(s, mode).items())
                 if index < limit
             ).encode("utf-8")
-        lines[key] = (modules, body)
+        lines[key] = (modules, findings, body)
         parts.append(body)
     return b"".join(parts), lines
 
@@ -193,8 +264,10 @@ class TargetHealthCollector(Collector):
         """status_exporter_targets and the per-target module, skip, drop and error families."""
         host = self._host
         yield GaugeMetricFamily(
-            "status_exporter_targets", "Targets configured.", value=len(host.targets)
+            "status_exporter_targets", "Targets configured or discovered.", value=len(host.targets)
         )
+        if host.discovery is not None:
+            yield from _discovery_health(host)
         modules = GaugeMetricFamily(
             "status_exporter_modules", "Modules published in module_info.", labels=("target",)
         )
@@ -203,6 +276,9 @@ class TargetHealthCollector(Collector):
             "Modules left out because there were more than modules.max (per target) or "
             "targets.max_module_series (over all targets).",
             labels=("target",),
+        )
+        found = GaugeMetricFamily(
+            "status_exporter_modules_found", MODULES_FOUND_HELP, labels=("target",)
         )
         skipped = GaugeMetricFamily(
             "status_exporter_modules_skipped",
@@ -226,13 +302,41 @@ class TargetHealthCollector(Collector):
             if s is None:
                 continue
             published = self._allowance.get(target.name, 0)
-            over_cap = len(s.published_modules("metrics")) - published
+            over_cap = info_count(s, publish_mode(target, s)) - published
             modules.add_metric((target.name,), published)
             dropped.add_metric((target.name,), s.modules_dropped + over_cap)
+            found.add_metric((target.name,), len(s.modules))
             skipped.add_metric((target.name,), len(s.skipped))
             if s.vulnerabilities is not None:
                 for severity, count in count_by_severity(s.vulnerabilities).items():
                     by_severity.add_metric((target.name, severity), count)
-        yield from (modules, dropped, skipped, errors)
+        yield from (modules, dropped, found, skipped, errors)
         if by_severity.samples:
             yield by_severity
+
+
+def _discovery_health(host: Host) -> Iterable[Metric]:
+    """What the latest listing of processes saw: how many, how many Python, and those it
+    could not read (another user's process without CAP_SYS_PTRACE) or that exited mid-read."""
+    d = host.discovery
+    assert d is not None
+    for name, help_text, value in (
+        ("status_exporter_processes", "Processes listed in the latest refresh.", d.processes),
+        (
+            "status_exporter_python_processes",
+            "Python processes found in the latest refresh (grouped into targets).",
+            d.python_processes,
+        ),
+        (
+            "status_exporter_processes_denied",
+            "Processes this exporter may not read (it lacks CAP_SYS_PTRACE or "
+            "CAP_DAC_READ_SEARCH for them), in the latest refresh.",
+            d.denied,
+        ),
+        (
+            "status_exporter_processes_gone",
+            "Processes that exited while the latest refresh read them.",
+            d.gone,
+        ),
+    ):
+        yield GaugeMetricFamily(name, help_text, value=value)

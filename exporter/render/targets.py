@@ -38,12 +38,17 @@ def target_summary(target: Target) -> dict[str, Any]:
         "vulnerabilities": count_by_severity(findings) if findings is not None else None,
         "errors": target.errors,
         "error": target.last_error,
+        "labels": dict(target.spec.labels),
+        "processes": s.process.processes if s is not None and s.process is not None else None,
+        "restart_required": (
+            s.process.restart_required if s is not None and s.process is not None else None
+        ),
         **target_urls(target.name),
     }
 
 
 def render_targets_index(host: Host) -> bytes:
-    """``{"targets": [...]}``, in configured order."""
+    """``{"targets": [...]}``: configured ones in configured order, then discovered ones."""
     return json.dumps(
         {"targets": [target_summary(t) for t in host.targets]}, separators=(",", ":")
     ).encode()

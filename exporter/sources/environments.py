@@ -7,7 +7,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from exporter.config import AppConfig, Config, EnvironmentTargetConfig, TargetCommitConfig
+from exporter.config import (
+    AppConfig,
+    Config,
+    EnvironmentTargetConfig,
+    ModulePublish,
+    TargetCommitConfig,
+)
 from exporter.filesystem import HOST, FileSystem
 
 KIND_ENVIRONMENT = "environment"
@@ -22,6 +28,11 @@ class TargetSpec:
     paths: tuple[str, ...]  # as configured: venv roots or site-packages directories
     commit: TargetCommitConfig
     app: AppConfig
+    # What names the target beyond its name: (label, value) pairs for target_info, in a
+    # fixed order (a discovered process's unit, container, pod, exe); none when configured.
+    labels: tuple[tuple[str, str], ...] = ()
+    # The target's own modules.publish; None keeps the host's (configured environments only).
+    publish: ModulePublish | None = None
 
 
 class TargetUnreadable(Exception):
@@ -34,7 +45,14 @@ def environment_targets(config: Config) -> tuple[TargetSpec, ...]:
 
 
 def _spec(target: EnvironmentTargetConfig) -> TargetSpec:
-    return TargetSpec(target.name, KIND_ENVIRONMENT, target.paths, target.commit, target.app)
+    return TargetSpec(
+        target.name,
+        KIND_ENVIRONMENT,
+        target.paths,
+        target.commit,
+        target.app,
+        publish=target.modules.publish,
+    )
 
 
 def site_directories(paths: Sequence[str], *, fs: FileSystem = HOST) -> tuple[str, ...]:

@@ -216,8 +216,21 @@ class ProcFS:
         ``comm`` may hold spaces and parentheses (a process names itself), so it is
         what lies between the first ``(`` and the *last* ``)``; the fields follow that.
         """
-        path = self._path(pid, "stat")
-        data, truncated = self._read(path, _STAT_LIMIT, pid)
+        # The hot path of a listing (one call per pid per refresh): the path built
+        # without os.path.join, and one read, since the kernel gives the whole line
+        # (< 1 KiB) in one; a file longer than the limit is still told by its size.
+        if type(pid) is int and pid > 0:
+            path = f"{self.mount}/{pid}/stat"
+        else:
+            path = self._path(pid, "stat")  # validates, or raises ValueError
+        fd = self._open(path, pid)
+        try:
+            data = os.read(fd, _STAT_LIMIT + 1)
+        except OSError as exc:
+            raise self._error(path, pid, exc) from None
+        finally:
+            os.close(fd)
+        truncated = len(data) > _STAT_LIMIT
         opening, closing = data.find(b"("), data.rfind(b")")
         fields = data[closing + 2 :].split()
         if truncated or opening < 0 or closing < opening or len(fields) < 20:
