@@ -876,6 +876,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
     parser.add_argument("--rounds", type=int, default=4, help="ABBA rounds per comparison")
     parser.add_argument("--output", type=Path, default=None, help="also write the report here")
+    parser.add_argument(
+        "--refresh-only", action="store_true", help="only the in-process refresh rows (quick)"
+    )
     args = parser.parse_args()
     started = time.monotonic()
     table = Table()
@@ -893,6 +896,9 @@ def main() -> None:
         refresh = measure_refresh(config, roots, args.rounds)
         refresh_rows(table, refresh, args.environments, args.distributions)
         notes += where_the_time_goes(config, refresh, args)
+        if args.refresh_only:
+            finish(args, started, table, notes)
+            return
 
         config_path = tmp / "targets.json"
         config_path.write_text(json.dumps(mapping))
@@ -953,7 +959,11 @@ def main() -> None:
     finally:
         processes.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
+    finish(args, started, table, notes)
 
+
+def finish(args: argparse.Namespace, started: float, table: Table, notes: list[str]) -> None:
+    """Print the report (and write it to ``--output``)."""
     machine = (
         f"{platform.machine()}, nproc {os.cpu_count()}, Python {platform.python_version()},"
         f" {'wrk' if shutil.which('wrk') else 'python load generator'}"

@@ -9,6 +9,7 @@ for a configured environment, a process's root for a discovered one.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import re
 import uuid
@@ -117,16 +118,26 @@ def take_target(
         )
         identity_here = target_identity(identity, spec.name)
     earlier = previous.snapshot if previous and previous.directories == directories else None
-    snapshot = take_snapshot(
-        target_config,
-        identity_here,
-        earlier,
-        sources,
-        advisories=own.advisories if config.advisories.paths else None,
-        host_platform=own.platform,
-        python=python,
-        fs=fs,
-    )
+    # A first scan makes thousands of objects that all live on (distributions, their
+    # licences, the modules mapping): the cyclic collector, which would walk them again and
+    # again to free nothing, is paused while it runs (when it was on).
+    pause = earlier is None and gc.isenabled()
+    if pause:
+        gc.disable()
+    try:
+        snapshot = take_snapshot(
+            target_config,
+            identity_here,
+            earlier,
+            sources,
+            advisories=own.advisories if config.advisories.paths else None,
+            host_platform=own.platform,
+            python=python,
+            fs=fs,
+        )
+    finally:
+        if pause:
+            gc.enable()
     return Target(
         spec,
         snapshot,
@@ -145,7 +156,11 @@ def take_target(
 class Layout:
     """What decides a target's site-packages directories, stamped: its configured paths,
     their ``lib`` and ``lib64``, and the parents of the directories found. While no stamp
-    moves, the directories are the same (an unchanged target costs these stats)."""
+    moves, the directories are the same (an unchanged target costs these stats).
+
+    A path is left out when its parent is stamped and it is missing (making it moves the
+    parent's stamp) or is a directory stamped already under another name (``lib64``, a
+    link to ``lib``: making it anything else replaces the link, in the parent)."""
 
     paths: tuple[str, ...]
     stamps: tuple[int, ...]
@@ -156,33 +171,47 @@ class Layout:
         cls, configured: Sequence[str], directories: Sequence[str], fs: FileSystem = HOST
     ) -> Layout:
         """Stamp the paths that ``site_directories`` looked at for ``configured``."""
-        paths = tuple(
-            dict.fromkeys(
-                [
-                    *configured,
-                    *(os.path.join(p, lib) for p in configured for lib in ("lib", "lib64")),
-                    *(os.path.dirname(d) for d in directories),
-                ]
-            )
+        looked_at = dict.fromkeys(
+            [
+                *configured,
+                *(os.path.join(p, lib) for p in configured for lib in ("lib", "lib64")),
+                *(os.path.dirname(d) for d in directories),
+            ]
         )
-        stamps = _change_times(paths, fs)
-        return cls(paths, stamps, max(stamps, default=0) / 1e9)
+        paths: list[str] = []
+        stamps: list[int] = []
+        seen: set[tuple[int, int]] = set()
+        for path in looked_at:
+            try:
+                info = fs.stat(path)
+            except OSError:
+                if os.path.dirname(path) in looked_at:
+                    continue  # making it moves its parent's stamp, which is taken
+                paths.append(path)
+                stamps.append(-1)
+                continue
+            if (info.st_dev, info.st_ino) in seen and os.path.dirname(path) in looked_at:
+                # The same directory under another name (lib64, a link to lib): making it
+                # something else replaces the link, which moves its parent's stamp.
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            paths.append(path)
+            stamps.append(info.st_ctime_ns)
+        return cls(tuple(paths), tuple(stamps), max(stamps, default=0) / 1e9)
 
     def holds(self, now: float, fs: FileSystem = HOST) -> bool:
         """Whether nothing moved, and the last change is older than the racy window."""
-        return now - self.newest > RACY_SECONDS and _change_times(self.paths, fs) == self.stamps
-
-
-def _change_times(paths: Sequence[str], fs: FileSystem) -> tuple[int, ...]:
-    """Each path's ctime (a chmod moves it too, a listing's change moves the mtime and it);
-    -1 for a path that is not there."""
-    stamps = []
-    for path in paths:
-        try:
-            stamps.append(fs.stat(path).st_ctime_ns)
-        except OSError:
-            stamps.append(-1)
-    return tuple(stamps)
+        if now - self.newest <= RACY_SECONDS:
+            return False
+        stat_ = fs.stat
+        for path, stamp in zip(self.paths, self.stamps, strict=True):
+            try:
+                if stat_(path).st_ctime_ns != stamp:
+                    return False
+            except OSError:
+                if stamp != -1:
+                    return False
+        return True
 
 
 def target_identity(identity: Identity, name: str) -> Identity:

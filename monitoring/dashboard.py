@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitoring.rules import MODULE_VERSIONS, VERSION_INSTANCES
 from monitoring.settings import Settings
 
 Panel = dict[str, Any]
@@ -23,26 +24,23 @@ _HOST_FILTERS = ('job=~"$job"', 'instance=~"$instance"')
 _TARGET_FILTERS = (*_HOST_FILTERS, 'target=~"$target"')
 
 
-def drifting_modules(sel: str, mod: str) -> str:
-    """Modules in more than one version within a job and target (``module_info{mod}``);
-    and, where no published module explains it, a target whose replicas' module sets differ
-    by fingerprint (as ``module="(module set)"``): drift shows in every ``modules.publish``
-    mode."""
+def drifting_modules(in_target: str, in_module: str) -> str:
+    """Modules in more than one version within a job and target (the recorded
+    ``job_module:module_versions:count`` matching ``in_module``); and, where no published
+    module explains it, a target whose replicas' module sets differ by fingerprint (the
+    recorded ``job:module_fingerprints:count`` matching ``in_target``, as
+    ``module="(module set)"``): drift shows in every ``modules.publish`` mode.
 
-    def by_module(matchers: str) -> str:
-        return (
-            "count by (job, target, module) "
-            f"(count by (job, target, module, version) (module_info{matchers})) > 1"
-        )
-
+    Both read recorded series (a few per target), never ``module_info`` (one per module of
+    every instance): drift is a property of a job and target, so ``$instance`` does not
+    apply, as for the drift alerts.
+    """
+    by_module = f"max by (job, target, module) ({MODULE_VERSIONS}{in_module}) > 1"
     by_set = (
-        "count by (job, target) "
-        f"(count by (job, target, fingerprint) (target_modules_info{sel})) > 1"
+        f"max by (job, target) (job:module_fingerprints:count{in_target}) > 1 "
+        f"unless on (job, target) {MODULE_VERSIONS} > 1"
     )
-    return (
-        f"{by_module(mod)} or label_replace({by_set} unless on (job, target) "
-        f'{by_module(sel)}, "module", "{MODULE_SET}", "", "")'
-    )
+    return f'{by_module} or label_replace({by_set}, "module", "{MODULE_SET}", "", "")'
 
 
 # The module column of a drift row found by fingerprint only.
@@ -173,12 +171,14 @@ def fleet_dashboard(s: Settings) -> dict[str, Any]:
     """The fleet dashboard: instances, drift, modules, security, the exporter's health."""
     host = s.matchers(*_HOST_FILTERS)
     sel = s.matchers(*_TARGET_FILTERS)
-    mod = s.matchers(*_TARGET_FILTERS, 'module=~"$module"')
     in_job = s.matchers('job=~"$job"')
     in_job_target = s.matchers('job=~"$job"', 'target=~"$target"')
+    # Recorded series keep job and target only: the variables that apply to them.
+    recorded = '{job=~"$job", target=~"$target"}'
+    recorded_module = '{job=~"$job", target=~"$target", module=~"$module"}'
     layout = _Layout()
-    _overview(layout, host, sel)
-    _modules(layout, host, sel, mod)
+    _overview(layout, host, sel, recorded)
+    _modules(layout, host, sel, recorded, recorded_module)
     _security(layout, s, host, sel)
     _health(layout, host, sel)
     return {
@@ -234,7 +234,7 @@ def fleet_dashboard(s: Settings) -> dict[str, Any]:
     }
 
 
-def _overview(layout: _Layout, host: str, sel: str) -> None:
+def _overview(layout: _Layout, host: str, sel: str, recorded: str) -> None:
     layout.add(
         _stat(
             "Instances up",
@@ -271,8 +271,9 @@ def _overview(layout: _Layout, host: str, sel: str) -> None:
             "Modules installed in more than one version within a job and target (a target's "
             "replicas on different hosts; two targets of one host may differ), plus the "
             "targets whose replicas' module sets differ where no published module shows it "
-            "(modules.publish: vulnerable or none).",
-            f"count({drifting_modules(sel, sel)}) or vector(0)",
+            "(modules.publish: vulnerable or none). From the recorded drift series: not "
+            "filtered by instance.",
+            f"count({drifting_modules(recorded, recorded)}) or vector(0)",
             warn_at=1,
         ),
         6,
@@ -344,24 +345,25 @@ def _overview(layout: _Layout, host: str, sel: str) -> None:
     )
 
 
-def _modules(layout: _Layout, host: str, sel: str, mod: str) -> None:
-    # One column per instance, or per "instance / target": label_join leaves "instance / "
-    # for a series without a target, and the label_replace (anchored) trims that back.
-    column = (
-        f'label_replace(label_join(module_info{mod}, "column", " / ", "instance", "target"), '
-        '"column", "$1", "column", "(.*) / ")'
-    )
+def _modules(layout: _Layout, host: str, sel: str, recorded: str, module: str) -> None:
+    # The module panels read the recorded series of job_module_version:module_info:count
+    # (instances per job, target, module and version), not module_info: a fleet's every
+    # module of every instance is too many rows to read or to send (300,000 at 40 instances
+    # of 25 targets of 300 modules); a row per version within a target is what drift needs.
     layout.add(
         _table(
-            "Module versions by instance",
-            "Which version of each module every instance (and target) runs: module x instance.",
-            [_target(f"max by (module, column, version) ({column})")],
+            "Module versions by target",
+            "How many versions of each module the replicas of each target run (module x "
+            "target; the column is empty for daemons without targets): 1 everywhere is a "
+            "converged fleet, 2 or more is drift (Drifting modules, Modules by target). From "
+            "the recorded series: filtered by job, target and module, not by instance.",
+            [_target(f"max by (module, target) ({MODULE_VERSIONS}{module})")],
             {
                 "id": "groupingToMatrix",
                 "options": {
-                    "columnField": "column",
+                    "columnField": "target",
                     "rowField": "module",
-                    "valueField": "version",
+                    "valueField": "Value",
                 },
             },
         ),
@@ -375,20 +377,24 @@ def _modules(layout: _Layout, host: str, sel: str, mod: str) -> None:
             f"A row with module {MODULE_SET} is a target whose replicas run different module "
             "sets (target_modules_info's fingerprint) while no published module_info shows "
             "which module (modules.publish: vulnerable or none, or a module installed on some "
-            "replicas only); its count is the number of sets.",
-            [_target(drifting_modules(sel, mod))],
+            "replicas only); its count is the number of sets. From the recorded drift series: "
+            "not filtered by instance.",
+            [_target(drifting_modules(recorded, module))],
             _organize(("Time",), {"Value": "versions"}),
         ),
         8,
         12,
     )
-    by_target = {"module": 0, "version": 1, "target": 2, "instance": 3}
+    by_target = {"module": 0, "version": 1, "target": 2, "instances": 3}
     modules = _table(
-        "Modules by target and instance",
-        "Every module and version, with the target and instance that run it (module x target "
-        "x instance); the target is empty for daemons without targets.",
-        [_target(f"max by (module, version, target, instance) (module_info{mod})")],
-        _organize(("Time", "Value")),
+        "Modules by target",
+        "Every module and version, with the target that runs it and on how many instances "
+        "(module x version x target); the target is empty for daemons without targets. Two "
+        "rows of one module and target are drift: the instance's status page, or the "
+        "ModuleVersionDrift runbook's query, names the instances. From the recorded series: "
+        "filtered by job, target and module, not by instance.",
+        [_target(f"sum by (module, version, target) ({VERSION_INSTANCES}{module})")],
+        _organize(("Time",), {"Value": "instances"}),
     )
     modules["transformations"][0]["options"]["indexByName"] = by_target
     layout.add(modules, 24, 10)

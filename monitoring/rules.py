@@ -8,6 +8,11 @@ from monitoring.settings import Settings
 
 Rule = dict[str, Any]
 
+# Instances per job, target, module and version: module_info aggregated once per evaluation.
+VERSION_INSTANCES = "job_module_version:module_info:count"
+# Distinct versions per job, target and module (1 = no drift), read from VERSION_INSTANCES.
+MODULE_VERSIONS = "job_module:module_versions:count"
+
 
 def rule_groups(s: Settings) -> list[dict[str, Any]]:
     """The rule groups of ``rules.yml`` and of the PrometheusRule."""
@@ -24,20 +29,32 @@ def recording_rules(s: Settings) -> list[Rule]:
     Drift is counted per job and target: target "web" on two hosts are replicas, "web" and
     "worker" on one host are not. Series of a daemon without targets have no ``target``
     label, and grouping by an absent label gives the same series as not grouping by it.
+
+    ``module_info`` is by far the largest series set (one per module, target and instance):
+    it is read by one rule only, ``job_module_version:module_info:count``, and every other
+    rule, alert and panel about modules reads that rule's output (a series per version, not
+    per instance) or the one below it in the group.
     """
     m = s.matchers()
     return [
-        {
-            "record": "job_module:module_versions:count",
-            "expr": "count by (job, target, module) "
-            f"(count by (job, target, module, version) (module_info{m}))",
-        },
         {
             # One target_modules_info series per target in every modules.publish mode: drift
             # between replicas stays visible where module_info is partial or absent.
             "record": "job:module_fingerprints:count",
             "expr": "count by (job, target) "
             f"(count by (job, target, fingerprint) (target_modules_info{m}))",
+        },
+        {
+            # The one rule that reads every module_info series (one per module and target of
+            # each instance): the drift rule, the alerts and the module panels read this
+            # instead, a series per job, target, module and version (instances running it).
+            "record": VERSION_INSTANCES,
+            "expr": f"count by (job, target, module, version) (module_info{m})",
+        },
+        {
+            # After the rule above in the group: it reads this evaluation's series.
+            "record": MODULE_VERSIONS,
+            "expr": f"count by (job, target, module) ({VERSION_INSTANCES})",
         },
         {
             "record": "job:python_versions:count",

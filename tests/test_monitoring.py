@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 CUSTOM = 'job="myapp"'
 # The exporter's own metric names: every selector of one must carry the mixin's selector.
 EXPORTER_METRIC = re.compile(
-    r"\b(up|build_info|python_info|platform_info|module_info|module_vulnerability_info|"
+    # Not the metric part of a recorded name (job_module_version:module_info:count).
+    r"(?<!:)\b(up|build_info|python_info|platform_info|module_info|module_vulnerability_info|"
     r"module_fix_info|target_\w+|python_end_of_life_timestamp_seconds|"
     r"process_start_time_seconds|status_exporter_\w+)"
     r"(\{[^}]*\})?"

@@ -329,3 +329,39 @@ def test_a_vulnerable_module_whose_native_code_runs_is_loaded_and_its_upgrade_st
     assert target is not None
     assert target.snapshot.process.restart_required is True
     assert (str(extension), "deleted") in target.snapshot.process.stale
+
+
+def test_short_lived_processes_during_refreshes_leave_no_series_behind(tmp_path, services):
+    """A few hundred Python processes that start and exit while the host is refreshed
+    again and again: no refresh fails, the long-running service is always its one target
+    of one process, and once the short-lived ones are gone none of their series remain."""
+    make_venv(tmp_path / "shop").install("shop", "1.0")
+    make_venv(tmp_path / "churn").install("churn", "1.0")
+    services.start(tmp_path / "shop", SLEEPER)
+    config = agent_config(tmp_path, services.marker)
+    host = wait_until(lambda: (h := take(config)).target("shop") and h, "shop", timeout=20)
+    churn = str(tmp_path / "churn" / "bin" / "python")
+    short: list[subprocess.Popen[bytes]] = []
+    try:
+        for round_ in range(60):  # bounded: 60 refreshes, 5 processes started before each
+            short = [p for p in short if p.poll() is None]
+            for _ in range(5):
+                short.append(
+                    subprocess.Popen(
+                        [churn, "-c", "import time; time.sleep(0.05)", services.marker],
+                        env={"PATH": "/usr/bin:/bin"},
+                    )
+                )
+            host = take(config, host)
+            shop = host.target("shop")
+            assert shop is not None, round_
+            assert shop.snapshot.process.processes == 1, round_
+            assert {t.name for t in host.targets} <= {"shop", "churn"}
+            render_pages(host, RefreshStats(), None)
+    finally:
+        for process in short:
+            process.wait(timeout=10)
+    host = take(config, host)
+    assert [t.name for t in host.targets] == ["shop"]
+    labels = [s.labels for samples in metrics_of(host).values() for s in samples]
+    assert not [label for label in labels if label.get("target") == "churn"]

@@ -74,13 +74,14 @@ def licence_stretch(header: bytes) -> bytes:
     if classifier < 0:
         if field < 0:
             return b""
-        start, last = field, header.rfind(b"\nLicense")
+        start, last = field, header.rfind(b"\nLicense", field)
     else:
-        last = header.rfind(b"\nClassifier: License ::")
+        last = header.rfind(b"\nClassifier: License ::", classifier)
         if field < 0:
             start = classifier
         else:
-            start, last = min(field, classifier), max(last, header.rfind(b"\nLicense"))
+            # Only a License line after the last classifier can be the last licence line.
+            start, last = min(field, classifier), max(last, header.rfind(b"\nLicense", last))
     end = header.find(b"\n", last + 1)
     return header[start : len(header) if end < 0 else end + 2]
 

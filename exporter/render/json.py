@@ -136,7 +136,8 @@ class StatusDocument:
 
     def __init__(self, snapshot: Snapshot, previous: StatusDocument | None = None) -> None:
         self._static = snapshot.redaction.server_address
-        self._refreshed = json.dumps(_rfc3339(snapshot.taken_at)).encode()
+        # An RFC 3339 time is digits and "-:.TZ": as a JSON string, only quoted.
+        self._refreshed = b'"%s"' % _rfc3339(snapshot.taken_at).encode()
         self._key = _reuse_key(snapshot)
         self._cache: dict[tuple[str, bool], bytes] = {}
         if previous is not None and previous._key == self._key:

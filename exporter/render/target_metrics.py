@@ -45,14 +45,57 @@ def _read(host: Host) -> list[tuple[Target, Snapshot]]:
 
 def module_allowance(host: Host, cap: int) -> dict[str, int]:
     """How many module series each target may publish under the overall ``cap``: all that
-    its modules.publish selects, in configured order, until the cap is reached."""
+    its modules.publish selects, in configured order, until the cap is reached.
+
+    The latest answer is kept with what it was computed from (the cap and what
+    :func:`_identities` gives) and returned again while that is the same."""
+    global _last_allowance
+    held, key = _identities(host)
+    key = (cap, *key)
+    cached = _last_allowance
+    if cached is not None and cached[1] == key:
+        _last_allowance = (cached[0], cached[1], cached[2], host.targets)
+        return cached[2]
     left = cap
     allowed: dict[str, int] = {}
     for target, snapshot in _read(host):
         count = info_count(snapshot, publish_mode(target, snapshot))
         allowed[target.name] = min(count, left)
         left -= allowed[target.name]
+    _last_allowance = (held, key, allowed, host.targets)
     return allowed
+
+
+# The latest answers, with the objects they were made from (held, so that their ids, in
+# the keys, stay theirs). The allowance is kept with the targets it was last given for:
+# the health block, made with it for the same targets, need not compute its key again.
+_last_allowance: (
+    tuple[list[object], tuple[object, ...], dict[str, int], tuple[Target, ...]] | None
+) = None
+_last_health: tuple[list[object], tuple[object, ...], list[Metric]] | None = None
+
+
+def _identities(host: Host) -> tuple[list[object], tuple[object, ...]]:
+    """What the module counts of the targets are computed from: each target's name and
+    modules.publish, and its snapshot's modules, findings and redaction (the very objects:
+    an unchanged target keeps them from refresh to refresh, while a snapshot and a spec are
+    made again) and plain values; with the objects held, so that their ids stay theirs
+    while the key is kept."""
+    held: list[object] = []
+    key: list[object] = []
+    for target in host.targets:
+        s = target.snapshot
+        key.append(target.spec.name)
+        if s is None:
+            key.append(None)
+            continue
+        held += (s.modules, s.vulnerabilities, s.redaction)
+        key.append(target.spec.publish)
+        key.append(s.module_publish)
+        key.append(s.modules_dropped)
+        key.append(len(s.skipped))
+    key += map(id, held)
+    return held, tuple(key)
 
 
 class TargetFactsCollector(Collector):
@@ -261,7 +304,37 @@ class TargetHealthCollector(Collector):
         self._allowance = allowance
 
     def collect(self) -> Iterable[Metric]:
-        """status_exporter_targets and the per-target module, skip, drop and error families."""
+        """status_exporter_targets and the per-target module, skip, drop and error families.
+
+        The latest families are kept with what they were made from (the allowance, what
+        :func:`_identities` gives, each target's error count, the discovery's counts) and
+        given again while those are the same: an unchanged refresh builds no samples."""
+        global _last_health
+        host = self._host
+        d = host.discovery
+        allowance = _last_allowance
+        if (
+            allowance is not None
+            and allowance[2] is self._allowance
+            and allowance[3] is host.targets
+        ):
+            held, ids = allowance[0], allowance[1]  # the very answer for these targets
+        else:
+            held, ids = _identities(host)
+        key = (
+            tuple(self._allowance.items()),
+            None if d is None else (d.processes, d.python_processes, d.denied, d.gone),
+            tuple([t.errors for t in host.targets]),
+            ids,
+        )
+        cached = _last_health
+        if cached is not None and cached[1] == key:
+            return cached[2]
+        families = list(self._families())
+        _last_health = (held, key, families)
+        return families
+
+    def _families(self) -> Iterable[Metric]:
         host = self._host
         yield GaugeMetricFamily(
             "status_exporter_targets", "Targets configured or discovered.", value=len(host.targets)
