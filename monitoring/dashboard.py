@@ -24,7 +24,14 @@ _HOST_FILTERS = ('job=~"$job"', 'instance=~"$instance"')
 _TARGET_FILTERS = (*_HOST_FILTERS, 'target=~"$target"')
 
 
-def drifting_modules(in_target: str, in_module: str) -> str:
+def on_instances(expr: str, sel: str) -> str:
+    """``expr``, a recorded series of job and target, for the targets that run on the
+    selected instances (``target_modules_info{sel}``: one series per target and instance,
+    in every ``modules.publish`` mode), so that ``$instance`` applies to it too."""
+    return f"{expr} and on (job, target) target_modules_info{sel}"
+
+
+def drifting_modules(sel: str, in_target: str, in_module: str) -> str:
     """Modules in more than one version within a job and target (the recorded
     ``job_module:module_versions:count`` matching ``in_module``); and, where no published
     module explains it, a target whose replicas' module sets differ by fingerprint (the
@@ -32,15 +39,16 @@ def drifting_modules(in_target: str, in_module: str) -> str:
     ``module="(module set)"``): drift shows in every ``modules.publish`` mode.
 
     Both read recorded series (a few per target), never ``module_info`` (one per module of
-    every instance): drift is a property of a job and target, so ``$instance`` does not
-    apply, as for the drift alerts.
+    every instance). Drift is counted over all replicas of a job and target, as for the
+    alerts; ``$instance`` (``sel``) picks the targets that run on the selected instances.
     """
     by_module = f"max by (job, target, module) ({MODULE_VERSIONS}{in_module}) > 1"
     by_set = (
         f"max by (job, target) (job:module_fingerprints:count{in_target}) > 1 "
         f"unless on (job, target) {MODULE_VERSIONS} > 1"
     )
-    return f'{by_module} or label_replace({by_set}, "module", "{MODULE_SET}", "", "")'
+    drift = f'{by_module} or label_replace({by_set}, "module", "{MODULE_SET}", "", "")'
+    return on_instances(f"({drift})", sel)
 
 
 # The module column of a drift row found by fingerprint only.
@@ -273,7 +281,7 @@ def _overview(layout: _Layout, host: str, sel: str, recorded: str) -> None:
             "targets whose replicas' module sets differ where no published module shows it "
             "(modules.publish: vulnerable or none). From the recorded drift series: not "
             "filtered by instance.",
-            f"count({drifting_modules(recorded, recorded)}) or vector(0)",
+            f"count({drifting_modules(sel, recorded, recorded)}) or vector(0)",
             warn_at=1,
         ),
         6,
@@ -357,7 +365,7 @@ def _modules(layout: _Layout, host: str, sel: str, recorded: str, module: str) -
             "target; the column is empty for daemons without targets): 1 everywhere is a "
             "converged fleet, 2 or more is drift (Drifting modules, Modules by target). From "
             "the recorded series: filtered by job, target and module, not by instance.",
-            [_target(f"max by (module, target) ({MODULE_VERSIONS}{module})")],
+            [_target(f"max by (module, target) ({on_instances(MODULE_VERSIONS + module, sel)})")],
             {
                 "id": "groupingToMatrix",
                 "options": {
@@ -379,7 +387,7 @@ def _modules(layout: _Layout, host: str, sel: str, recorded: str, module: str) -
             "which module (modules.publish: vulnerable or none, or a module installed on some "
             "replicas only); its count is the number of sets. From the recorded drift series: "
             "not filtered by instance.",
-            [_target(drifting_modules(recorded, module))],
+            [_target(drifting_modules(sel, recorded, module))],
             _organize(("Time",), {"Value": "versions"}),
         ),
         8,
@@ -393,7 +401,12 @@ def _modules(layout: _Layout, host: str, sel: str, recorded: str, module: str) -
         "rows of one module and target are drift: the instance's status page, or the "
         "ModuleVersionDrift runbook's query, names the instances. From the recorded series: "
         "filtered by job, target and module, not by instance.",
-        [_target(f"sum by (module, version, target) ({VERSION_INSTANCES}{module})")],
+        [
+            _target(
+                "sum by (module, version, target) "
+                f"({on_instances(VERSION_INSTANCES + module, sel)})"
+            )
+        ],
         _organize(("Time",), {"Value": "instances"}),
     )
     modules["transformations"][0]["options"]["indexByName"] = by_target

@@ -38,13 +38,6 @@ def recording_rules(s: Settings) -> list[Rule]:
     m = s.matchers()
     return [
         {
-            # One target_modules_info series per target in every modules.publish mode: drift
-            # between replicas stays visible where module_info is partial or absent.
-            "record": "job:module_fingerprints:count",
-            "expr": "count by (job, target) "
-            f"(count by (job, target, fingerprint) (target_modules_info{m}))",
-        },
-        {
             # The one rule that reads every module_info series (one per module and target of
             # each instance): the drift rule, the alerts and the module panels read this
             # instead, a series per job, target, module and version (instances running it).
@@ -55,6 +48,15 @@ def recording_rules(s: Settings) -> list[Rule]:
             # After the rule above in the group: it reads this evaluation's series.
             "record": MODULE_VERSIONS,
             "expr": f"count by (job, target, module) ({VERSION_INSTANCES})",
+        },
+        {
+            # One target_modules_info series per target in every modules.publish mode: drift
+            # between replicas stays visible where module_info is partial or absent. After
+            # the module versions, so that ModuleSetDrift (which yields to them) never sees
+            # fingerprints of an evaluation whose versions are not recorded yet.
+            "record": "job:module_fingerprints:count",
+            "expr": "count by (job, target) "
+            f"(count by (job, target, fingerprint) (target_modules_info{m}))",
         },
         {
             "record": "job:python_versions:count",

@@ -20,6 +20,8 @@ import yaml
 from support import FakeEnvironment, env_config, free_port, tool, wait_until
 
 from monitoring.dashboard import fleet_dashboard
+from monitoring.render import rendered_files
+from monitoring.rules import rule_groups
 from monitoring.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +56,9 @@ PER_TARGET = {
     "target_modules_info",
     "target_restart_required",
 }
+# Recorded by the mixin's rules, per job and target: the drift and module panels read them.
+RECORDED = {r["record"] for g in rule_groups(Settings()) for r in g["rules"] if "record" in r}
+PER_TARGET |= RECORDED - {"job:status_exporter_up:sum"}
 # Published only for discovered targets (targets.discover), which these daemons do not use.
 DISCOVERY_ONLY = {"target_restart_required"}
 SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{([^}]*)\}")
@@ -76,8 +81,8 @@ def test_dashboard_has_the_fleet_panels_and_variables():
     assert {
         "Instances",
         "Targets",
-        "Module versions by instance",
-        "Modules by target and instance",
+        "Module versions by target",
+        "Modules by target",
         "Drifting modules",
         "Modules per instance",
         "Refresh duration",
@@ -92,7 +97,7 @@ def test_dashboard_has_the_fleet_panels_and_variables():
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert list(variables) == ["datasource", "job", "instance", "target", "module"]
     assert variables["datasource"]["type"] == "datasource"
-    matrix = next(p for p in dashboard["panels"] if p["title"] == "Module versions by instance")
+    matrix = next(p for p in dashboard["panels"] if p["title"] == "Module versions by target")
     assert matrix["transformations"][0]["id"] == "groupingToMatrix"
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
@@ -108,17 +113,18 @@ def test_the_target_variable_lists_targets_and_its_all_matches_no_target():
     assert TARGET_FILTER in variables["module"]["definition"]
 
 
-def test_the_module_table_has_module_version_target_and_instance():
-    """The module x target x instance table shows those four columns, in that order."""
-    panel = next(
-        p for p in load_dashboard()["panels"] if p["title"] == "Modules by target and instance"
-    )
+def test_the_module_table_has_module_version_target_and_instances():
+    """The module x version x target table shows those columns and the number of instances,
+    in that order, from the recorded series (not module_info: a row per instance is too many
+    at fleet scale)."""
+    panel = next(p for p in load_dashboard()["panels"] if p["title"] == "Modules by target")
     (target,) = panel["targets"]
     assert (target["format"], target["instant"]) == ("table", True)
-    assert "by (module, version, target, instance)" in target["expr"]
+    assert "by (module, version, target) (job_module_version:module_info:count{" in target["expr"]
     organize = panel["transformations"][0]["options"]
-    assert organize["indexByName"] == {"module": 0, "version": 1, "target": 2, "instance": 3}
-    assert organize["excludeByName"] == {"Time": True, "Value": True}
+    assert organize["indexByName"] == {"module": 0, "version": 1, "target": 2, "instances": 3}
+    assert organize["excludeByName"] == {"Time": True}
+    assert organize["renameByName"] == {"Value": "instances"}
 
 
 def test_every_panel_uses_the_datasource_variable_and_the_filters():
@@ -176,7 +182,7 @@ async def test_dashboard_uses_only_metrics_the_exporter_serves(fake_env, start_c
     for query in queries:
         used |= set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", query))
     assert {"target_info", "status_exporter_target_errors_total", "module_fix_info"} <= used
-    assert used - PROMQL_FUNCTIONS - DISCOVERY_ONLY <= served, used - served
+    assert used - PROMQL_FUNCTIONS - DISCOVERY_ONLY - RECORDED <= served, used - served
 
 
 def test_provisioning_points_at_the_dashboards_and_prometheus():
@@ -242,6 +248,8 @@ def exposition(host: str, scrapes: int) -> str:
             f"status_exporter_modules_dropped{alone} 0",
         ]
         lines += [f'module_info{{{t}module="{m}",version="{v}"}} 1' for m, v in modules.items()]
+        fingerprint = ",".join(f"{m}={v}" for m, v in sorted(modules.items()))
+        lines.append(f'target_modules_info{{{t}fingerprint="{fingerprint}"}} 1')
         if modules["django"] == "3.2.0":
             lines += [
                 f'status_exporter_vulnerabilities{{{t}severity="high"}} 1',
@@ -316,11 +324,18 @@ def prometheus(tmp_path_factory) -> Iterator[Prometheus]:
     base = tmp_path_factory.mktemp("targets")
     servers = {host: _serve(host) for host in ("a", "b", "c")}
     instances = {h: f"127.0.0.1:{s.server_address[1]}" for h, s in servers.items()}
+    # The mixin's rules for the job: the drift and module panels read recorded series.
+    for path, text in rendered_files(
+        Settings(selector=f'job="{JOB}"'), base, committed=False
+    ).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     config = base / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(base / "rules.yml")],
                 "scrape_configs": [
                     {"job_name": JOB, "static_configs": [{"targets": list(instances.values())}]}
                 ],
@@ -348,7 +363,9 @@ def prometheus(tmp_path_factory) -> Iterator[Prometheus]:
             try:
                 # Two samples of every host: increase() over a window has data.
                 expr = f'count_over_time(up{{job="{JOB}"}}[1m]) > 1'
-                return len(server.query(expr)) == len(instances)
+                recorded = "count(count_over_time(job_module_version:module_info:count[1m]) > 1)"
+                counted = server.query(recorded)
+                return len(server.query(expr)) == len(instances) and bool(counted)
             except (OSError, AssertionError):
                 return False
 
@@ -417,35 +434,50 @@ def test_every_dashboard_query_has_data_for_hosts_with_and_without_targets(prome
         assert results, (title, expr)
 
 
-def _module_table(prometheus: Prometheus, target: str) -> set[tuple[str, ...]]:
-    """(module, version, target, host) rows of the module table for ``$target``."""
-    expr = substitute(panel_query("Modules by target and instance"), target)
-    results = prometheus.query(expr)
-    columns = ("module", "version", "target", "instance")
-    return {(m, v, t, prometheus.host(i)) for m, v, t, i in rows(results, *columns)}
+def _module_table(
+    prometheus: Prometheus, target: str, instance: str = ".+"
+) -> set[tuple[str, ...]]:
+    """(module, version, target, instances) rows of the module table for ``$target``."""
+    expr = substitute(panel_query("Modules by target").replace("$instance", instance), target)
+    columns = ("module", "version", "target")
+    return {
+        (*(r["metric"].get(c, "") for c in columns), r["value"][1]) for r in prometheus.query(expr)
+    }
 
 
 def test_all_targets_include_the_daemons_without_targets(prometheus):
-    """With All, the module table lists every target's modules and the target-less host's."""
-    expected = {
-        (module, version, target, host)
-        for (host, target), modules in MODULES.items()
-        for module, version in modules.items()
-    }
-    assert _module_table(prometheus, ALL) == expected
-    assert ("django", "4.2.1", "", "c") in expected
+    """With All, the module table lists every target's modules and versions, and the
+    target-less host's, with the number of instances running each."""
+    expected: dict[tuple[str, str, str], int] = {}
+    for (_, target), modules in MODULES.items():
+        for module, version in modules.items():
+            key = (module, version, target)
+            expected[key] = expected.get(key, 0) + 1
+    assert _module_table(prometheus, ALL) == {(*k, str(n)) for k, n in expected.items()}
+    assert ("django", "4.2.1", "", "1") in _module_table(prometheus, ALL)
 
 
 def test_choosing_a_target_shows_only_its_series(prometheus):
     """With $target=web, per-target panels show web on a and b, and not c or worker."""
     assert _module_table(prometheus, "web") == {
-        ("django", "4.2.1", "web", "a"),
-        ("requests", "2.31.0", "web", "a"),
-        ("django", "3.2.0", "web", "b"),
-        ("requests", "2.31.0", "web", "b"),
+        ("django", "4.2.1", "web", "1"),
+        ("django", "3.2.0", "web", "1"),
+        ("requests", "2.31.0", "web", "2"),
     }
     up = prometheus.query(substitute(panel_query("Instances up", "stat"), "web"))
     assert up[0]["value"][1] == "3"  # a daemon's own series: not filtered by target
+
+
+def test_choosing_an_instance_shows_its_targets(prometheus):
+    """The module panels read recorded series of job and target: $instance picks the targets
+    that run on the chosen instances (counted over all of the job's instances)."""
+    c = prometheus.instances["c"]
+    assert _module_table(prometheus, ALL, c) == {
+        ("django", "4.2.1", "", "1"),
+        ("requests", "2.31.0", "", "1"),
+    }
+    a = prometheus.instances["a"]
+    assert {row[2] for row in _module_table(prometheus, ALL, a)} == {"web", "worker"}
 
 
 def test_drift_is_per_target_across_hosts(prometheus):
@@ -457,16 +489,18 @@ def test_drift_is_per_target_across_hosts(prometheus):
     assert stat[0]["value"][1] == "1"
 
 
-def test_the_version_matrix_has_a_column_per_instance_and_target(prometheus):
-    """Matrix columns are "instance / target", and the bare instance for a daemon without any."""
-    results = prometheus.query(substitute(panel_query("Module versions by instance"), ALL))
-    i = prometheus.instances
-    assert {r["metric"]["column"] for r in results} == {
-        f"{i['a']} / web",
-        f"{i['a']} / worker",
-        f"{i['b']} / web",
-        f"{i['b']} / worker",
-        i["c"],
+def test_the_version_matrix_has_a_column_per_target(prometheus):
+    """Matrix columns are the targets (empty for a daemon without any), cells the number of
+    versions: web's django is in 2, everything else in 1."""
+    results = prometheus.query(substitute(panel_query("Module versions by target"), ALL))
+    cells = {(r["metric"]["module"], r["metric"].get("target", "")): r["value"][1] for r in results}
+    assert cells == {
+        ("django", "web"): "2",
+        ("django", "worker"): "1",
+        ("django", ""): "1",
+        ("requests", "web"): "1",
+        ("requests", "worker"): "1",
+        ("requests", ""): "1",
     }
 
 

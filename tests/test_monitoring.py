@@ -260,13 +260,36 @@ def test_module_set_drift_yields_to_module_drift():
     )
 
 
-def test_the_drift_panels_read_module_info_and_fingerprints():
-    """The drifting-modules table and stat read module_info and, for unpublished modules,
-    target_modules_info (rows labelled as a module set)."""
+def test_the_drift_panels_read_the_recorded_drift_series():
+    """The drifting-modules table and stat read the recorded versions per module and, for
+    unpublished modules, the recorded fingerprints (rows labelled as a module set); never
+    module_info, which has a series per module of every instance."""
     panels = [p for p in fleet_dashboard(Settings())["panels"] if p["title"] == "Drifting modules"]
     assert sorted(p["type"] for p in panels) == ["stat", "table"]
     for panel in panels:
         (target,) = panel["targets"]
-        assert "module_info{" in target["expr"], panel["type"]
-        assert "target_modules_info{" in target["expr"], panel["type"]
+        assert "job_module:module_versions:count{" in target["expr"], panel["type"]
+        assert "job:module_fingerprints:count{" in target["expr"], panel["type"]
+        assert not re.search(r"(?<!:)\bmodule_info\b", target["expr"]), panel["type"]
         assert f'"module", "{MODULE_SET}"' in target["expr"], panel["type"]
+
+
+def test_only_one_rule_reads_module_info():
+    """module_info, the largest series set, is read once per evaluation, by the rule that
+    records instances per job, target, module and version; nothing in the dashboard reads it
+    but the module variable (series metadata, not samples)."""
+    readers = [
+        r.get("record") or r.get("alert")
+        for g in rule_groups(Settings())
+        for r in g["rules"]
+        if re.search(r"(?<!:)\bmodule_info\b", r["expr"])
+    ]
+    assert readers == ["job_module_version:module_info:count"]
+    dashboard = fleet_dashboard(Settings())
+    panels = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert not [e for e in panels if re.search(r"(?<!:)\bmodule_info\b", e)]
+    (fleet,) = [g for g in rule_groups(Settings()) if g["name"] == "status-exporter.fleet"]
+    order = [r["record"] for r in fleet["rules"]]
+    assert order.index("job_module_version:module_info:count") < order.index(
+        "job_module:module_versions:count"
+    )

@@ -19,7 +19,8 @@ PER_TARGET = re.compile(
     r"status_exporter_modules_skipped|status_exporter_modules_dropped|"
     r"status_exporter_vulnerabilities|target_info|status_exporter_target_errors_total|"
     r"target_modules_info|target_restart_required|target_processes|"
-    r"job_module:module_versions:count|job:python_versions:count|job:build_commits:count|"
+    r"job_module:module_versions:count|job_module_version:module_info:count|"
+    r"job:python_versions:count|job:build_commits:count|"
     r"job:module_fingerprints:count|job_severity:module_vulnerabilities:count)\b(?!:)"
 )
 
