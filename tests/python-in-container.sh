@@ -2,7 +2,8 @@
 # Run the whole pytest suite on another Python, in a container made from Debian's own
 # packages (deploy/docker/stand-in-base.sh), with the real components the main run has
 # where they install there (prometheus and promtool, node_exporter, chromium, git,
-# openssl). Docker, debootstrap and kubectl are not inside: their tests skip there.
+# openssl). Docker, debootstrap, kubectl, systemd, Alertmanager and VictoriaMetrics are not
+# inside: their tests (about tools, not the Python) run in the main run and skip here.
 #
 #   tests/python-in-container.sh trixie     # Debian 13: Python 3.13
 #
@@ -48,7 +49,7 @@ git ls-files -z --cached --others --exclude-standard --deduplicate \
   | tar --null --files-from=- --ignore-failed-read -c 2>/dev/null \
   | docker run --rm -i --network host \
       -e STATUS_EXPORTER_REQUIRE_TOOLS=1 \
-      -e STATUS_EXPORTER_NOT_HERE=docker,debootstrap,kubectl,systemd-analyze,systemd-sysusers,systemd-nspawn \
+      -e STATUS_EXPORTER_NOT_HERE=docker,debootstrap,kubectl,systemd-analyze,systemd-sysusers,systemd-nspawn,prometheus-alertmanager,amtool,victoria-metrics,vmagent,vmalert \
       "$image" sh -ec '
         mkdir /src && tar -x -C /src && cd /src
         python3 -m venv /venv

@@ -1,9 +1,9 @@
 """A real venv with a fake distribution holding a real extension module, and a Python running in it.
 
 Shared by test_restart.py and test_loaded_native.py. The extension module is a copy of
-this interpreter's ``_csv`` (``importlib.util.find_spec("_csv").origin``: lib-dynload on
-this machine's CPython 3.11), installed as ``fakepkg/_csv<EXT_SUFFIX>``: importing
-``fakepkg._csv`` calls its ``PyInit__csv``, as any extension module is loaded.
+this interpreter's ``_queue`` (``importlib.util.find_spec("_queue").origin``: lib-dynload on
+this machine's CPython 3.11), installed as ``fakepkg/_queue<EXT_SUFFIX>``: importing
+``fakepkg._queue`` calls its ``PyInit__queue``, as any extension module is loaded.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ READY_TIMEOUT = 20.0
 
 
 def extension_origin() -> Path:
-    """The file of a stdlib extension module of this interpreter: _csv's, else _json's."""
-    for name in ("_csv", "_json"):
+    """The file of _queue, a stdlib extension module built as a file on every CPython these
+    tests run on (Debian builds _csv and _json into the interpreter)."""
+    for name in ("_queue",):
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin and spec.origin.endswith(".so"):
             return Path(spec.origin)
-    pytest.fail("this Python has _csv and _json built in: no extension module file to copy")
+    pytest.fail("this Python has _queue built in: no extension module file to copy")
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Venv:
     @property
     def extension(self) -> Path:
         """Where fakepkg's extension module lies."""
-        return self.site / "fakepkg" / f"_csv{EXT_SUFFIX}"
+        return self.site / "fakepkg" / f"_queue{EXT_SUFFIX}"
 
     def dist_info(self, name: str, version: str, record: list[str] | None = None) -> Path:
         """Write ``<name>-<version>.dist-info`` with METADATA and, if given, RECORD lines."""

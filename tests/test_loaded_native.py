@@ -1,7 +1,7 @@
 """Loaded native code: a real process maps an extension module, and RECORD says whose it is.
 
 The process runs in a venv made by ``python -m venv --without-pip`` and imports
-``fakepkg._csv`` (a copy of this interpreter's ``_csv``, see running_venv.py) and, in
+``fakepkg._queue`` (a copy of this interpreter's ``_queue``, see running_venv.py) and, in
 some tests, more copies; each distribution's RECORD names its files. Checks run
 through a RootFileSystem over ``/proc/<pid>/root`` (``/`` here) and through the host's
 file system, with hostile RECORDs beside the honest ones.
@@ -28,7 +28,7 @@ from exporter.sources.discovery.procfs import ProcFS
 from exporter.sources.discovery.restart import read_mappings
 from exporter.sources.discovery.rootfs import RootFileSystem
 
-IMPORT = "import fakepkg._csv"
+IMPORT = "import fakepkg._queue"
 
 
 def copy_extension(venv: Venv, relative: str) -> Path:
@@ -40,10 +40,10 @@ def copy_extension(venv: Venv, relative: str) -> Path:
 
 
 def load_by_path(path: Path) -> str:
-    """Code that loads the extension module file ``path`` (its module is _csv)."""
+    """Code that loads the extension module file ``path`` (its module is _queue)."""
     return (
         "import importlib.util as u\n"
-        f"s = u.spec_from_file_location('_csv', {str(path)!r})\n"
+        f"s = u.spec_from_file_location('_queue', {str(path)!r})\n"
         "s.loader.exec_module(u.module_from_spec(s))\n"
     )
 
@@ -75,15 +75,15 @@ def test_the_mapped_extension_makes_its_distribution_loaded(tmp_path: Path, thro
 def test_wheel_spellings_and_paths_out_of_site_packages(tmp_path: Path) -> None:
     """A dist-info spelt with underscores, and a RECORD path climbing out with .., are found."""
     venv = make_venv(tmp_path)
-    underscored = copy_extension(venv, f"my_pkg/_csv{EXT_SUFFIX}")
+    underscored = copy_extension(venv, f"my_pkg/_queue{EXT_SUFFIX}")
     (underscored.parent / "__init__.py").write_text("")
     venv.dist_info("My_Pkg", "2.0", [f"my_pkg/{underscored.name},,"])
     # As data files installed to the prefix: ../../../native/lib.so from site-packages.
-    outside = venv.root / "native" / f"_csv{EXT_SUFFIX}"
+    outside = venv.root / "native" / f"_queue{EXT_SUFFIX}"
     outside.parent.mkdir()
     shutil.copyfile(extension_origin(), outside)
     venv.dist_info("prefixlib", "1.0", [f"../../../native/{outside.name},,"])
-    code = f"{IMPORT}\nimport my_pkg._csv\n{load_by_path(outside)}"
+    code = f"{IMPORT}\nimport my_pkg._queue\n{load_by_path(outside)}"
     with running(venv.python, code) as child:
         mapped = {m.path for m in read_mappings(ProcFS(), [child.pid]).mappings}
         assert {str(underscored), str(outside)} <= mapped

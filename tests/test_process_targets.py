@@ -296,7 +296,7 @@ def test_a_vulnerable_module_whose_native_code_runs_is_loaded_and_its_upgrade_st
     true in its finding and loaded="true" on its series; replacing that file on disk makes
     it a stale mapping, and a restart required."""
     venv = make_venv(tmp_path / "shop")
-    extension = venv.path / "evil_pkg" / f"_csv{EXT_SUFFIX}"
+    extension = venv.path / "evil_pkg" / f"_queue{EXT_SUFFIX}"
     extension.parent.mkdir()
     (extension.parent / "__init__.py").write_text("")
     shutil.copyfile(extension_origin(), extension)
@@ -305,7 +305,7 @@ def test_a_vulnerable_module_whose_native_code_runs_is_loaded_and_its_upgrade_st
         f"evil_pkg/__init__.py,,\nevil_pkg/{extension.name},,\n{info.name}/METADATA,,\n"
     )
     venv.install("plain", "1.0")
-    services.start(tmp_path / "shop", "import evil_pkg._csv, time; time.sleep(300)")
+    services.start(tmp_path / "shop", "import evil_pkg._queue, time; time.sleep(300)")
     config = agent_config(tmp_path, services.marker, advisories={"paths": [str(HANDMADE)]})
 
     def loaded() -> Host | None:

@@ -1,7 +1,7 @@
 """Restart required: real Python processes in real venvs, their distributions and maps changed.
 
 Each process runs in a venv made by ``python -m venv --without-pip`` and imports
-``fakepkg._csv``, a copy of this interpreter's ``_csv`` extension module (see
+``fakepkg._queue``, a copy of this interpreter's ``_queue`` extension module (see
 running_venv.py). Every check reads the process through ProcFS and its files through
 a RootFileSystem over ``/proc/<pid>/root`` (its root is ``/`` here, so the paths are
 the test's own); some through the host's file system as well.
@@ -37,7 +37,7 @@ from exporter.sources.discovery.restart import (
 )
 from exporter.sources.discovery.rootfs import RootFileSystem
 
-IMPORT = "import fakepkg._csv"
+IMPORT = "import fakepkg._queue"
 
 
 def far_future() -> float:
@@ -53,7 +53,7 @@ def venv(tmp_path: Path) -> Venv:
 
 @pytest.fixture
 def service(venv: Venv) -> Iterator[subprocess.Popen[str]]:
-    """A real Python of the venv that imported fakepkg._csv, killed after the test."""
+    """A real Python of the venv that imported fakepkg._queue, killed after the test."""
     with running(venv.python, IMPORT) as child:
         yield child
 
