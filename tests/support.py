@@ -86,6 +86,14 @@ class FakeEnvironment:
         self.install(name, version)
 
 
+def make_venv(path: Path) -> FakeEnvironment:
+    """A real venv made by this Python's venv module, without pip (fast), as its
+    site-packages to install into."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    (site,) = path.glob("lib/python*/site-packages")
+    return FakeEnvironment(site)
+
+
 def make_config(**sections: dict[str, object]) -> Config:
     """A Config from keyword sections, validated as a YAML file would be."""
     return config_from_mapping(sections)

@@ -14,14 +14,12 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import yaml
-from support import Daemon, FakeEnvironment, tool
+from support import Daemon, FakeEnvironment, make_venv, tool
 from test_e2e_prometheus import OSV, Fleet, generate_mixin, running_prometheus, substitute
 
 from exporter.sources.discovery.restart import START_SLACK
@@ -38,12 +36,6 @@ SLEEPER = "import time; time.sleep(600)"
 SERVICES = {"web": SLEEPER, "worker": WORKERS, "cron": SLEEPER}
 # Dashboard expressions with no series until something fails: checked for parsing only.
 ZERO_UNTIL_FAILURE = ("status_exporter_target_errors",)
-
-
-def make_venv(path: Path) -> FakeEnvironment:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    (site,) = path.glob("lib/python*/site-packages")
-    return FakeEnvironment(site)
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,11 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from support import Daemon, FakeEnvironment, tool
+from support import Daemon, make_venv, tool
 from test_e2e_prometheus import JOB, OSV, Fleet, generate_mixin, running_prometheus, substitute
-
-
-def make_venv(path: Path) -> FakeEnvironment:
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    (site,) = path.glob("lib/python*/site-packages")
-    return FakeEnvironment(site)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from running_venv import EXT_SUFFIX, extension_origin
-from support import FakeEnvironment, make_config, quiet_sources, wait_until
+from support import make_config, make_venv, quiet_sources, wait_until
 
 from exporter.host import Host, take_host
 from exporter.refresh import RefreshStats
@@ -44,13 +44,6 @@ time.sleep(300)
 """
 SLEEPER = "import sys, time; time.sleep(300)"
 HANDMADE = Path(__file__).resolve().parent / "data" / "osv" / "handmade"
-
-
-def make_venv(path: Path) -> FakeEnvironment:
-    """A real venv made by this Python's venv module, without pip (fast)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    (site,) = path.glob("lib/python*/site-packages")
-    return FakeEnvironment(site)
 
 
 class Services:
