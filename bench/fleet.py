@@ -2,7 +2,8 @@
 Prometheus with the generated rules; is the mixin fast enough at fleet scale?
 
 Usage: python bench/fleet.py [--daemons 40] [--targets 25] [--distributions 300]
-       [--scrape-interval 15s] [--history 15m] [--duration 3m] [--rounds 3]
+       [--scrape-interval 15s] [--history 15m] [--history-gap 5m] [--duration 3m]
+       [--warmup 1m] [--rounds 3]
        [--modes all,vulnerable,none] [--mode-scrapes 4]
 
 Starts ``--daemons`` status-exporter processes on 127.0.0.1, each its own instance, each with
@@ -13,7 +14,10 @@ python-status with the rules ``monitoring`` generates for it. It reports, side b
 - Prometheus's head series and resident memory, and the daemons' memory;
 - ``scrape_duration_seconds`` p99 over every scrape of the live window;
 - each rule group's ``prometheus_rule_group_last_duration_seconds`` (the most seen while
-  sampling it every evaluation of the live window), target <= 1 s, and its health;
+  sampling it every evaluation of the live window after its first ``--warmup``, 1m: a
+  Prometheus just started creates every series of the fleet in its head in its first
+  scrapes, which production sees only after a restart; the most including the warm-up is
+  printed beside it), target <= 1 s, and its health;
 - the latency of every dashboard panel's query and every variable's, over the dashboard's
   default range (6 h), variables at their defaults (All), target <= 2 s, the slowest of
   ``--rounds`` rounds counting.
@@ -21,7 +25,13 @@ python-status with the rules ``monitoring`` generates for it. It reports, side b
 History: Prometheus would need 15 minutes of real time to hold 15 minutes of data. Instead,
 one scrape of each daemon is repeated into the past (``--history``, at the scrape interval)
 and written as TSDB blocks by ``promtool tsdb create-blocks-from openmetrics`` before
-Prometheus starts; then Prometheus scrapes live for ``--duration``. The range queries run over
+Prometheus starts; then Prometheus scrapes live for ``--duration``. The history ends
+``--history-gap`` (default 5m, Prometheus's lookback delta) before the live window: an
+instant query or a rule looks back that far for each series' latest sample, and in a
+Prometheus that has run for a while that window lies in the head (the head keeps the last
+hour or more after each compaction). Without the gap, every rule evaluation of the short live
+window would also read and merge the backfilled block, a cost production never pays
+(``--history-gap 0s`` measures it). The range queries run over
 the full default range with whatever data exists, and the report says how many minutes of
 samples the range held (counted by Prometheus: ``count_over_time(up[6h])``).
 
@@ -60,6 +70,7 @@ from fleet_parts import (  # noqa: E402
     build_trees,
     fleet_configs,
     http_get,
+    machine_cpu_seconds,
     prometheus_config,
     start_daemons,
     start_prometheus,
@@ -166,6 +177,7 @@ def start_fleet(
     rules: Path,
     interval: str,
     history: float,
+    gap: float,
     promtool: str,
     prometheus: str,
 ) -> tuple[Run, dict[str, float]]:
@@ -182,7 +194,7 @@ def start_fleet(
             body = http_get(f"http://{daemon.address}/metrics").decode()
             series += samples(body, JOB, daemon.address)
         step = seconds(interval)
-        end = time.time() - step
+        end = time.time() - step - gap
         stamps = [end - history + step * i for i in range(int(history / step) + 1)]
         backfill = work / "history.om"
         figures["backfilled_samples"] = write_openmetrics(backfill, series, stamps)
@@ -203,15 +215,41 @@ def start_fleet(
     return run, figures
 
 
-def sample_rule_groups(run: Run, seconds_left: float, every: float) -> dict[str, list[float]]:
-    """``prometheus_rule_group_last_duration_seconds`` of every group, read every ``every``
-    seconds for ``seconds_left`` seconds."""
-    seen: dict[str, list[float]] = {}
-    deadline = time.monotonic() + seconds_left
+def cpu_rows(
+    table: Table,
+    run: Run,
+    before: tuple[float, float, tuple[float, float]],
+    elapsed: float,
+) -> None:
+    """How busy Prometheus, the daemons and the whole machine were in the live window: a
+    rule group's duration is wall time, and grows when the cores are shared."""
+    prometheus, daemons, (busy, total) = before
+    busy_now, total_now = machine_cpu_seconds()
+    cores = os.cpu_count() or 1
+    table.add(
+        "CPU in the live window: Prometheus",
+        f"{(run.prometheus.cpu_seconds() - prometheus) / elapsed:.2f} cores",
+        f"the {len(run.daemons)} daemons"
+        f" {(sum(d.cpu_seconds() for d in run.daemons) - daemons) / elapsed:.2f} cores;"
+        f" the machine {(busy_now - busy) / max(total_now - total, 1e-9):.0%} busy of"
+        f" {cores} cores",
+        "informative",
+    )
+
+
+def sample_rule_groups(
+    run: Run, seconds_left: float, every: float
+) -> dict[str, list[tuple[float, float]]]:
+    """``(seconds since the start, prometheus_rule_group_last_duration_seconds)`` of every
+    group, read every ``every`` seconds for ``seconds_left`` seconds."""
+    seen: dict[str, list[tuple[float, float]]] = {}
+    started = time.monotonic()
+    deadline = started + seconds_left
     while time.monotonic() < deadline:
+        at = time.monotonic() - started
         for labels, value in run.own("prometheus_rule_group_last_duration_seconds").items():
             group = labels.split(";", 1)[-1].rstrip('"}')
-            seen.setdefault(group, []).append(value)
+            seen.setdefault(group, []).append((at, value))
         time.sleep(min(every, max(0.0, deadline - time.monotonic())))
     return seen
 
@@ -277,13 +315,20 @@ def main_run(
             rules,
             args.scrape_interval,
             seconds(args.history),
+            seconds(args.history_gap),
             args.promtool,
             args.prometheus,
         )
         live_start = time.time()
         log(f"scraping live for {args.duration}")
+        cpu_before = (
+            run.prometheus.cpu_seconds(),
+            sum(d.cpu_seconds() for d in run.daemons),
+            machine_cpu_seconds(),
+        )
         groups = sample_rule_groups(run, seconds(args.duration), interval)
         live_end = time.time()
+        cpu_rows(table, run, cpu_before, live_end - live_start)
         head = run.own("prometheus_tsdb_head_series")[""]
         module_series = len(run.api.query(f'module_info{{job="{JOB}"}}'))
         scraped = sum(
@@ -340,14 +385,18 @@ def main_run(
         health = {
             g["name"]: [r for r in g["rules"] if r["health"] != "ok"] for g in run.api.rule_groups()
         }
-        for group, values in sorted(groups.items()):
+        warmup = seconds(args.warmup)
+        for group, timed_values in sorted(groups.items()):
             bad = health.get(group, [])
+            values = [v for _, v in timed_values]
+            steady = [v for at, v in timed_values if at >= warmup] or values
             table.add(
                 f"rule group {group}",
-                f"{max(values) * 1e3:.0f} ms",
-                f"most of {len(values)} samples, last {values[-1] * 1e3:.0f} ms;"
-                f" {len(bad)} rules not ok",
-                f"<= 1 s: {verdict(max(values) <= RULE_BUDGET_S and not bad)}",
+                f"{max(steady) * 1e3:.0f} ms",
+                f"most of {len(steady)} samples after the first {args.warmup} (with it:"
+                f" {max(values) * 1e3:.0f} ms of {len(values)}), median"
+                f" {statistics.median(steady) * 1e3:.0f} ms; {len(bad)} rules not ok",
+                f"<= 1 s: {verdict(max(steady) <= RULE_BUDGET_S and not bad)}",
             )
         range_s = dashboard_range(dashboard)
         macros = Macros.for_range(range_s, interval)
@@ -407,6 +456,7 @@ def mode_runs(
                 rules,
                 args.scrape_interval,
                 0,
+                0,
                 args.promtool,
                 args.prometheus,
             )
@@ -435,7 +485,15 @@ def main() -> None:
     parser.add_argument("--distributions", type=int, default=300, help="per target")
     parser.add_argument("--scrape-interval", default="15s", help="and evaluation interval")
     parser.add_argument("--history", default="15m", help="backfilled before Prometheus starts")
+    parser.add_argument(
+        "--history-gap", default="5m", help="between the history and the live window"
+    )
     parser.add_argument("--duration", default="3m", help="live scraping before the queries")
+    parser.add_argument(
+        "--warmup",
+        default="1m",
+        help="of the live window, not counted in the rule groups' verdict (reported beside)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="of every dashboard query")
     parser.add_argument("--modes", default=",".join(MODES), help="modules.publish modes")
     parser.add_argument("--mode-scrapes", type=int, default=4, help="per mode run")
@@ -475,7 +533,8 @@ def main() -> None:
         f"Machine: {platform.machine()}, nproc {os.cpu_count()}, {memory:.0f} GiB,"
         f" {version[0] if version else 'prometheus'}; Python {platform.python_version()};"
         f" scrape and evaluation every {args.scrape_interval}; {args.history} of history"
-        f" backfilled, {args.duration} live; wall time {time.monotonic() - started:.0f} s.",
+        f" backfilled, ending {args.history_gap} before {args.duration} live;"
+        f" wall time {time.monotonic() - started:.0f} s.",
         *([f"Note: {modes_note}."] if modes_note else []),
         "",
         table.render(),

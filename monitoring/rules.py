@@ -14,46 +14,84 @@ VERSION_INSTANCES = "job_module_version:module_info:count"
 MODULE_VERSIONS = "job_module:module_versions:count"
 
 
+# module_info is read in shards, one rule group each, by the last character of the module
+# name (a canonical name: lower case). Prometheus evaluates groups side by side, each at
+# its own offset within the interval, so each reads a tenth of the series instead of one
+# group reading them all: at 300,000 module_info series one group took seconds
+# (bench/fleet.py). Each class has one digit (the fleet benchmark's synthetic names end in
+# one) and letters balanced on real names: the last characters of the 664 packages of the
+# PyPA advisory database put 63 to 80 names in each. The last shard takes every name the
+# others do not match ("9fpy", upper case, anything else), so that each series is read
+# exactly once.
+MODULE_SHARDS = ("0e", "1s", "2giv", "3akuz", "4cdl", "5jqr", "6box", "7mt", "8hnw")
+
+
+def module_shard_matchers() -> list[str]:
+    """The module label matcher of each shard, the last one matching what no other does.
+
+    Every one is a positive match: Prometheus answers ``module!~"..."`` by merging the
+    postings of every value the regex matches (nine tenths of the series here) to take
+    them away, which made that shard the slowest by far. A name with a line break is not
+    matched by ``.*`` in any shard; the exporter refuses one (control characters)."""
+    matchers = [f'module=~".*[{c}]"' for c in MODULE_SHARDS]
+    matchers.append(f'module=~".*[^{"".join(MODULE_SHARDS)}]"')
+    return matchers
+
+
 def rule_groups(s: Settings) -> list[dict[str, Any]]:
     """The rule groups of ``rules.yml`` and of the PrometheusRule."""
+    shards = module_shard_matchers()
     return [
         {"name": "status-exporter.fleet", "rules": recording_rules(s)},
+        *(
+            {
+                "name": f"status-exporter.modules-{i}-of-{len(shards)}",
+                "rules": module_rules(s, m, str(i)),
+            }
+            for i, m in enumerate(shards, 1)
+        ),
         {"name": "status-exporter.alerts", "rules": fleet_alerts(s)},
         {"name": "status-exporter.security", "rules": security_alerts(s)},
     ]
 
 
+def module_rules(s: Settings, shard: str, number: str) -> list[Rule]:
+    """Instances per job, target, module and version, for the modules ``shard`` matches.
+
+    ``module_info`` is by far the largest series set (one per module, target and instance):
+    the shards' rules are the only ones that read it, and every other rule, alert and panel
+    about modules reads their output (a series per version, not per instance). The series
+    carry ``module_shard="<number>"``: promtool's lint takes two rules recording one name
+    with the same static labels for a mistake. Every reader aggregates it away.
+    """
+    return [
+        {
+            "record": VERSION_INSTANCES,
+            "expr": f"count by (job, target, module, version) (module_info{s.matchers(shard)})",
+            "labels": {"module_shard": number},
+        },
+    ]
+
+
 def recording_rules(s: Settings) -> list[Rule]:
-    """Fleet aggregates that the drift alerts and the dashboard read.
+    """Fleet aggregates that the drift alerts and the dashboard read (the module versions
+    are recorded by the shards' groups: ``module_rules``).
 
     Drift is counted per job and target: target "web" on two hosts are replicas, "web" and
     "worker" on one host are not. Series of a daemon without targets have no ``target``
     label, and grouping by an absent label gives the same series as not grouping by it.
-
-    ``module_info`` is by far the largest series set (one per module, target and instance):
-    it is read by one rule only, ``job_module_version:module_info:count``, and every other
-    rule, alert and panel about modules reads that rule's output (a series per version, not
-    per instance) or the one below it in the group.
     """
     m = s.matchers()
     return [
         {
-            # The one rule that reads every module_info series (one per module and target of
-            # each instance): the drift rule, the alerts and the module panels read this
-            # instead, a series per job, target, module and version (instances running it).
-            "record": VERSION_INSTANCES,
-            "expr": f"count by (job, target, module, version) (module_info{m})",
-        },
-        {
-            # After the rule above in the group: it reads this evaluation's series.
+            # Distinct versions per module, from the shards' latest evaluations (each at
+            # most one interval old; a version gone from a shard is marked stale at once).
             "record": MODULE_VERSIONS,
             "expr": f"count by (job, target, module) ({VERSION_INSTANCES})",
         },
         {
             # One target_modules_info series per target in every modules.publish mode: drift
-            # between replicas stays visible where module_info is partial or absent. After
-            # the module versions, so that ModuleSetDrift (which yields to them) never sees
-            # fingerprints of an evaluation whose versions are not recorded yet.
+            # between replicas stays visible where module_info is partial or absent.
             "record": "job:module_fingerprints:count",
             "expr": "count by (job, target) "
             f"(count by (job, target, fingerprint) (target_modules_info{m}))",
@@ -90,6 +128,9 @@ _PROCESS_WHERE = (
     "{{ with $labels.container }} (container {{ . }}"
     "{{ with $labels.pod }} of pod {{ $labels.namespace }}/{{ . }}{{ end }}){{ end }}"
 )
+# A finding's labels on module_vulnerability_info, but the instance's (and whether it is
+# loaded, which is the instance's too): what a finding is in a job and target.
+FINDING_LABELS = "job, target, module, version, id, aliases, severity, fixed"
 # The identity labels of target_info that PythonRestartRequired copies onto its alert.
 PROCESS_IDENTITY = ("unit", "namespace", "pod", "container")
 
@@ -265,11 +306,22 @@ def security_alerts(s: Settings) -> list[Rule]:
     """Known vulnerabilities, Python's end of life, and the advisory data they rest on."""
     m = s.matchers()
     vulnerable = _MODULE_WHERE + " has {{ $labels.id }}"
-    fix = (
-        _MODULE_WHERE + " is affected by {{ $labels.id }}"
+    advisory = (
+        " is affected by {{ $labels.id }}"
         "{{ with $labels.aliases }} (aliases: {{ . }}){{ end }}. "
         "Fixed in {{ with $labels.fixed }}{{ . }}{{ else }}no released version yet{{ end }}. "
         f"Advisory: {ADVISORY_LINK}"
+    )
+    fix = _MODULE_WHERE + advisory
+    on_instances = (
+        "{{ $labels.module }} {{ $labels.version }} in job {{ $labels.job }}"
+        + IN_TARGET
+        + ", on {{ $value }} instance(s),"
+    )
+    list_them = (
+        ' List the instances: module_vulnerability_info{job="{{ $labels.job }}"'
+        + TARGET_MATCHER
+        + ', id="{{ $labels.id }}"}.'
     )
     runbook = (
         "Upgrade the module past the fixed version and redeploy; the series disappears at the "
@@ -297,14 +349,23 @@ def security_alerts(s: Settings) -> list[Rule]:
             fix,
             runbook,
         ),
+        # One alert per finding and target, not per instance: the lower severities are the
+        # many (PYSEC records carry none), and Prometheus expands every active alert's
+        # templates at every evaluation, pending ones included (for a day here). Per
+        # instance, 3,520 findings of a 40-host fleet took this group 1.8 s to evaluate
+        # (bench/fleet.py); the instances are counted in the value and listed by a query.
         _alert(
             "ModuleVulnerability",
-            "module_vulnerability_info" + s.matchers('severity=~"medium|low|unknown"') + " == 1",
+            f"count by ({FINDING_LABELS}) (module_vulnerability_info"
+            + s.matchers('severity=~"medium|low|unknown"')
+            + " == 1)",
             s.other_vulnerability_for,
             "info",
-            vulnerable + " ({{ $labels.severity }} severity)",
-            fix,
-            runbook,
+            "{{ $labels.module }} {{ $labels.version }} has {{ $labels.id }}"
+            " ({{ $labels.severity }} severity) on {{ $value }} instance(s) of job"
+            " {{ $labels.job }}" + IN_TARGET,
+            on_instances + advisory,
+            runbook + list_them,
         ),
         _alert(
             "PythonEndOfLife",

@@ -353,26 +353,36 @@ def test_a_critical_finding_arrives_grouped_by_job_and_target(stack):
     assert_rendered(payload)
 
 
-def test_one_finding_on_two_hosts_is_one_notification(stack):
-    """aiohttp 3.7.3 in target web on both hosts: one group holds both instances' alerts,
-    each with the fixed version 3.7.4 and its advisory's link."""
-    both = {stack.instance(0), stack.instance(1)}
+def test_one_finding_on_two_hosts_is_one_alert(stack):
+    """aiohttp 3.7.3 in target web on both hosts, a finding of no severity (PYSEC): one alert
+    for the finding in the job and target, counting both instances, with the fixed version
+    3.7.4, its advisory's link and the query that lists the instances."""
 
     def aiohttp_on_both(alerts: list[dict[str, Any]]) -> bool:
-        return both <= {
-            a["labels"]["instance"] for a in alerts if a["labels"]["module"] == "aiohttp"
-        }
+        return any(
+            a["labels"]["module"] == "aiohttp" and "on 2 instance(s)" in a["annotations"]["summary"]
+            for a in alerts
+        )
 
     alertname = "ModuleVulnerability"
     payload = stack.group(alertname, aiohttp_on_both, "aiohttp's finding on both hosts")
     assert payload["groupLabels"] == {"alertname": alertname, "job": JOB, "target": "web"}
     aiohttp = [a for a in payload["alerts"] if a["labels"]["module"] == "aiohttp"]
+    assert aiohttp
     for alert in aiohttp:
-        labels, description = alert["labels"], alert["annotations"]["description"]
+        labels, annotations = alert["labels"], alert["annotations"]
+        assert "instance" not in labels
         assert labels["fixed"] == "3.7.4"
-        assert f"aiohttp 3.7.3 on {labels['instance']} (target web)" in description
-        assert "Fixed in 3.7.4." in description
-        assert f"https://osv.dev/vulnerability/{labels['id']}" in description
+        assert (
+            f"aiohttp 3.7.3 in job {JOB} (target web), on 2 instance(s),"
+            in (annotations["description"])
+        )
+        assert "Fixed in 3.7.4." in annotations["description"]
+        assert f"https://osv.dev/vulnerability/{labels['id']}" in annotations["description"]
+        assert (
+            f'module_vulnerability_info{{job="{JOB}", target="web", id="{labels["id"]}"}}'
+            in annotations["runbook"]
+        )
     assert {a["labels"]["target"] for a in payload["alerts"]} == {"web"}
     assert_rendered(payload)
 

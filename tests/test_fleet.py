@@ -21,6 +21,8 @@ from support import tool
 
 from bench.fleet_parts import JOB, http_get, wait_until
 from bench.fleet_queries import metric_values
+from monitoring.rules import rule_groups
+from monitoring.settings import Settings
 
 # The series Prometheus adds per scraped target: up, scrape_duration_seconds,
 # scrape_samples_scraped, scrape_samples_post_metric_relabeling, scrape_series_added.
@@ -49,7 +51,7 @@ def test_every_rule_group_evaluates_without_error(fleet):
         return groups if groups and done else None
 
     groups = wait_until(evaluated, "every rule evaluated", 30)
-    assert {g["name"] for g in groups} >= {"status-exporter.fleet", "status-exporter.alerts"}
+    assert {g["name"] for g in groups} == {g["name"] for g in rule_groups(Settings())}
     bad = [
         (g["name"], r["name"], r.get("lastError"))
         for g in groups
@@ -79,6 +81,33 @@ def test_every_dashboard_query_returns_data(fleet):
     for name, selector, label in variable_selectors(board):
         values = api.label_values(label, selector, end - macros.range_seconds, time.time())
         assert values, name
+
+
+def test_the_shards_record_every_module_version_once(fleet):
+    """The shard groups together record each (job, target, module, version) of module_info
+    once, with the instances running it: what one query over every module_info says."""
+    _, api = fleet
+    direct = f'count by (job, target, module, version) (module_info{{job="{JOB}"}})'
+
+    def both() -> tuple[dict, dict] | None:
+        recorded = {
+            tuple(sorted((k, v) for k, v in r["metric"].items() if k != "module_shard")): r[
+                "value"
+            ][1]
+            for r in api.query("job_module_version:module_info:count")
+        }
+        expected = {
+            tuple(
+                sorted({**r["metric"], "__name__": "job_module_version:module_info:count"}.items())
+            ): r["value"][1]
+            for r in api.query(direct)
+        }
+        return (recorded, expected) if recorded == expected else None
+
+    # Each shard's group evaluates at its own offset: wait until one evaluation of each
+    # has seen the same scrapes as the direct query.
+    recorded, expected = wait_until(both, "the shards' versions = module_info's", 30)
+    assert len(recorded) == len(expected) > SMALL.distributions
 
 
 def test_head_series_are_what_the_parts_add_up_to(fleet):
