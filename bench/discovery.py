@@ -55,14 +55,14 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import write_distributions  # noqa: E402
 from harness import Table, verdict  # noqa: E402
-from targets import BODY, CLASSIFIERS  # noqa: E402
 
 from exporter.config import DiscoverConfig  # noqa: E402
 from exporter.sources.discovery.processes import (  # noqa: E402
@@ -80,9 +80,9 @@ RSS_INTERVAL_S = 5.0  # refresh.interval_seconds, the same on both sides
 _PYTHON_COMMS = (b"(python", b"(pypy")
 
 
-def floor(mount: str = PROC) -> int:
-    """List ``mount`` and read every pid's ``stat``: the least a process listing costs."""
-    read = 0
+def _stats(mount: str) -> Iterator[tuple[str, bytes]]:
+    """(pid, its ``stat``) of every pid listed in ``mount`` whose ``stat`` could be read:
+    ``os.open``, one ``os.read``, ``os.close``."""
     for name in os.listdir(mount):
         if not name.isdigit():
             continue
@@ -91,11 +91,19 @@ def floor(mount: str = PROC) -> int:
         except OSError:
             continue
         try:
-            read += len(os.read(fd, 4096))
+            line = os.read(fd, 4096)
         except OSError:
-            pass
+            continue
         finally:
             os.close(fd)
+        yield name, line
+
+
+def floor(mount: str = PROC) -> int:
+    """List ``mount`` and read every pid's ``stat``: the least a process listing costs."""
+    read = 0
+    for _, line in _stats(mount):
+        read += len(line)
     return read
 
 
@@ -118,19 +126,7 @@ def _read_all(path: str) -> int:
 def plain_pass(mount: str = PROC) -> int:
     """The floor, plus the Python processes' cmdline, environ, cgroup and maps read whole."""
     read = 0
-    for name in os.listdir(mount):
-        if not name.isdigit():
-            continue
-        try:
-            fd = os.open(f"{mount}/{name}/stat", os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            line = os.read(fd, 4096)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
+    for name, line in _stats(mount):
         read += len(line)
         if line[line.find(b"(") :].startswith(_PYTHON_COMMS):
             for file in ("cmdline", "environ", "cgroup", "maps"):
@@ -138,16 +134,21 @@ def plain_pass(mount: str = PROC) -> int:
     return read
 
 
+def _venv(venv: Path) -> Path:
+    """Make ``venv`` with this Python's venv module, without pip; return its site-packages."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
+    )
+    (site,) = venv.glob("lib/python*/site-packages")
+    return site
+
+
 def make_venvs(base: Path, count: int) -> list[Path]:
     """``count`` venvs (no pip), each with one fake distribution."""
     venvs = []
     for index in range(count):
         venv = base / f"service-{index:02d}" / ".venv"
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
-        )
-        (site,) = venv.glob("lib/python*/site-packages")
-        dist = site / f"service{index}-1.0.dist-info"
+        dist = _venv(venv) / f"service{index}-1.0.dist-info"
         dist.mkdir()
         (dist / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: service{index}\nVersion: 1.0\n"
@@ -167,25 +168,12 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def fill_site(site: Path, index: int, distributions: int) -> None:
-    """``distributions`` fake dist-info directories with realistic METADATA headers (as
-    bench/targets.py writes them), from a shared pool of names at versions that differ
-    between services; every mtime an hour old, so that the scanner trusts them."""
-    pool = max(1000, 2 * distributions)
+    """``distributions`` fake dist-info directories with realistic METADATA headers
+    (bench/common.py's, as bench/targets.py writes them), from a shared pool of names at
+    versions that differ between services; every mtime an hour old, so that the scanner
+    trusts them."""
     past = time.time() - 3600
-    for j in range(distributions):
-        k = (index * 37 + j) % pool
-        name, version = f"package-{k:05d}", f"{k % 7}.{(k + index) % 13}.{k}"
-        package = site / f"package_{k:05d}"
-        package.mkdir()
-        info = site / f"package_{k:05d}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-            f"Summary: synthetic package {k}\nHome-page: https://example.org/{name}\n"
-            "Author: Example Author\nAuthor-email: author@example.org\nLicense: MIT\n"
-            f"{CLASSIFIERS}Requires-Python: >=3.8\nRequires-Dist: other-{k % 50}>=1.0\n"
-            f'Requires-Dist: extra-{k % 11}; extra == "test"\n\n{BODY}\n'
-        )
+    for package, info in write_distributions(site, index, distributions):
         for path in (info / "METADATA", info, package):
             os.utime(path, (past, past))
     for path in (site, site.parent, site.parent.parent):
@@ -198,10 +186,7 @@ def make_service_venvs(base: Path, count: int, distributions: int) -> list[tuple
     past = time.time() - 3600
     for index in range(count):
         venv = base / f"svc-{index:02d}"
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120
-        )
-        (site,) = venv.glob("lib/python*/site-packages")
+        site = _venv(venv)
         fill_site(site, index, distributions)
         os.utime(venv / "pyvenv.cfg", (past, past))
         made.append((venv, site))
@@ -211,13 +196,7 @@ def make_service_venvs(base: Path, count: int, distributions: int) -> list[tuple
 def _tree(root: int) -> list[int]:
     """``root`` and every process descended from it (an advisory child, say)."""
     parents: dict[int, list[int]] = {}
-    for name in os.listdir(PROC):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"{PROC}/{name}/stat").read_bytes()
-        except OSError:
-            continue
+    for name, stat in _stats(PROC):
         ppid = int(stat[stat.rfind(b")") + 2 :].split()[1])
         parents.setdefault(ppid, []).append(int(name))
     found, todo = [], [root]
@@ -242,6 +221,20 @@ def memory_kib(root: int) -> tuple[int, int, int]:
     rss = sum(_status_kib(pid, "status", "VmRSS:") for pid in pids)
     pss = sum(_status_kib(pid, "smaps_rollup", "Pss:") for pid in pids)
     return rss, pss, len(pids)
+
+
+def kill_all(children: list[subprocess.Popen[bytes]], *, groups: bool) -> None:
+    """SIGKILL every child (with ``groups``, its whole process group), then reap each
+    (bounded wait)."""
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if groups:
+                os.killpg(child.pid, signal.SIGKILL)
+            else:
+                child.send_signal(signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(10)
 
 
 class Daemon:
@@ -327,10 +320,7 @@ class Daemon:
 
     def kill(self) -> None:
         """SIGKILL its process group (bounded wait)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
+        kill_all([self.process], groups=True)
 
 
 def wait_until(check: Callable[[], object], what: str, timeout: float) -> object:
@@ -430,12 +420,7 @@ def measure_rss(table: Table, services: int, distributions: int, timeout: float)
     finally:
         for daemon in daemons:
             daemon.kill()
-        for child in children:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(10)
+        kill_all(children, groups=True)
         shutil.rmtree(tmp, ignore_errors=True)
     rss_sum = sum(r for r, _, _ in singles)
     pss_sum = sum(p for _, p, _ in singles)
@@ -600,12 +585,7 @@ def measure_timing(args: argparse.Namespace, table: Table) -> str:
             f"informative (first call took {cold * 1e3:.1f} ms)",
         )
     finally:
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGKILL)
-        for child in children:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(10)
+        kill_all(children, groups=False)
         shutil.rmtree(tmp, ignore_errors=True)
     return (
         f"{args.processes} processes started ({args.python} Python in {args.environments}"

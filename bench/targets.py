@@ -51,7 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import free_port  # noqa: E402
+from common import free_port, write_distributions  # noqa: E402
 from harness import (  # noqa: E402
     CONNECTIONS,
     PY,
@@ -89,18 +89,6 @@ from exporter.sources.environments import environment_targets, site_directories 
 
 UNCHANGED_BUDGET_S = 2e-3  # the target for a refresh when nothing changed
 PYVENV_CFG = "home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.11.7\n"
-CLASSIFIERS = "".join(
-    [
-        "Classifier: Development Status :: 5 - Production/Stable\n",
-        "Classifier: Intended Audience :: Developers\n",
-        "Classifier: License :: OSI Approved :: MIT License\n",
-        "Classifier: Operating System :: OS Independent\n",
-        "Classifier: Programming Language :: Python :: 3\n",
-        "Classifier: Programming Language :: Python :: 3.11\n",
-        *(f"Classifier: Topic :: Software Development :: {i}\n" for i in range(15)),
-    ]
-)
-BODY = "A description paragraph of realistic length. " * 60
 
 
 # ---------------------------------------------------------------- environments
@@ -109,7 +97,6 @@ BODY = "A description paragraph of realistic length. " * 60
 def build_environments(base: Path, environments: int, distributions: int) -> list[Path]:
     """``environments`` venv roots of ``distributions`` each, drawn from a shared pool of
     names (overlapping, as a fleet's environments do) at versions that differ between them."""
-    pool = max(1000, 2 * distributions)
     past = time.time() - 3600
     roots = []
     for e in range(environments):
@@ -117,19 +104,7 @@ def build_environments(base: Path, environments: int, distributions: int) -> lis
         site = root / "lib" / "python3.11" / "site-packages"
         site.mkdir(parents=True)
         (root / "pyvenv.cfg").write_text(PYVENV_CFG)
-        for j in range(distributions):
-            k = (e * 37 + j) % pool
-            name, version = f"package-{k:05d}", f"{k % 7}.{(k + e) % 13}.{k}"
-            (site / f"package_{k:05d}").mkdir()  # the import package beside its metadata
-            info = site / f"package_{k:05d}-{version}.dist-info"
-            info.mkdir()
-            (info / "METADATA").write_text(
-                f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-                f"Summary: synthetic package {k}\nHome-page: https://example.org/{name}\n"
-                "Author: Example Author\nAuthor-email: author@example.org\nLicense: MIT\n"
-                f"{CLASSIFIERS}Requires-Python: >=3.8\nRequires-Dist: other-{k % 50}>=1.0\n"
-                f'Requires-Dist: extra-{k % 11}; extra == "test"\n\n{BODY}\n'
-            )
+        write_distributions(site, e, distributions)
         # Old enough that the scanner trusts them (it re-reads what changed within 2 s).
         for path in (site, site.parent, site.parent.parent, root, root / "pyvenv.cfg"):
             os.utime(path, (past, past))

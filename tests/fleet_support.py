@@ -24,6 +24,7 @@ from bench.fleet_parts import (
     build_trees,
     fleet_configs,
     prometheus_config,
+    running,
     start_daemons,
     start_prometheus,
     wait_until,
@@ -66,12 +67,9 @@ class SmallFleet:
 def small_fleet(base: Path, size: Size = SMALL) -> Iterator[SmallFleet]:
     """The daemons of the small fleet, running until the block ends."""
     roots = build_trees(base / "trees", size)
-    processes = Processes(base / "logs")
-    try:
+    with running(base / "logs") as processes:
         daemons = start_daemons(processes, fleet_configs(base, size, roots), timeout=60)
         yield SmallFleet(size, daemons, processes, base)
-    finally:
-        processes.stop_all()
 
 
 def run_prometheus(

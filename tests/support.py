@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import os
 import queue
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+# free_port: the fleet benchmark's, re-exported for the tests that take it from here.
+from bench.fleet_parts import free_port as free_port
 from exporter.config import Config, config_from_mapping
 from exporter.snapshot import Sources
 from exporter.web import REFRESHER
@@ -377,13 +380,6 @@ def client_context(
     return context
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
     """Call ``check`` until it returns something truthy, and return that; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -394,3 +390,22 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> An
             return last
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def prometheus_query(api: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query on the Prometheus at ``api``; fails on a PromQL error."""
+    url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"{expr!r}: {error.read().decode()}") from None
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def prometheus_series(api: str, match: str) -> list[dict[str, str]]:
+    """The label sets of the series matching ``match`` on the Prometheus at ``api``."""
+    url = f"{api}/api/v1/series?" + urllib.parse.urlencode({"match[]": match})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return list(json.load(response)["data"])

@@ -152,30 +152,38 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     made = Scene(host_file=host_file)
     sleep = f'"{SLEEP}" {RUN}'
     try:
-        web = {"PyYAML": "0.0.1", "container-only": "7.7.7"}
-        args = " ".join(f"{k} {v}" for k, v in web.items())
-        made.containers["venv"] = start_app(
-            base, setup, "venv",
-            f"python3 /setup.py venv /opt/web {args} && /opt/web/bin/python3 -c {sleep}",
-        )  # fmt: skip
-        made.containers["venv"].modules = {"pyyaml": "0.0.1", "container-only": "7.7.7"}
-        made.containers["venv"].site = "/opt/web/lib/python3.11/site-packages"
-        system = {"PyYAML": "0.0.2", "system-only": "5.5.5"}
-        args = " ".join(f"{k} {v}" for k, v in system.items())
-        made.containers["system"] = start_app(
-            base, setup, "system",
-            f"python3 /setup.py system - {args} && python3 -c {sleep}",
-        )  # fmt: skip
-        made.containers["system"].modules = {"pyyaml": "0.0.2", "system-only": "5.5.5"}
-        made.containers["system"].site = "/usr/lib/python3/dist-packages"
-        made.containers["hostile"] = start_app(
-            base, setup, "hostile",
-            f"python3 /setup.py hostile /opt/hostile {host_file}"
-            f" && /opt/hostile/bin/python3 -c {sleep}",
-            "--env", f"API_TOKEN={TOKEN}",
-        )  # fmt: skip
-        made.containers["hostile"].modules = {"good": "2.0.0"}
-        made.containers["hostile"].site = "/opt/hostile/lib/python3.11/site-packages"
+        # role, what runs in it, its modules as the agents name them, its site-packages,
+        # more arguments of docker run.
+        apps: list[tuple[str, str, dict[str, str], str, tuple[str, ...]]] = [
+            (
+                "venv",
+                "python3 /setup.py venv /opt/web PyYAML 0.0.1 container-only 7.7.7"
+                f" && /opt/web/bin/python3 -c {sleep}",
+                {"pyyaml": "0.0.1", "container-only": "7.7.7"},
+                "/opt/web/lib/python3.11/site-packages",
+                (),
+            ),
+            (
+                "system",
+                f"python3 /setup.py system - PyYAML 0.0.2 system-only 5.5.5 && python3 -c {sleep}",
+                {"pyyaml": "0.0.2", "system-only": "5.5.5"},
+                "/usr/lib/python3/dist-packages",
+                (),
+            ),
+            (
+                "hostile",
+                f"python3 /setup.py hostile /opt/hostile {host_file}"
+                f" && /opt/hostile/bin/python3 -c {sleep}",
+                {"good": "2.0.0"},
+                "/opt/hostile/lib/python3.11/site-packages",
+                ("--env", f"API_TOKEN={TOKEN}"),
+            ),
+        ]
+        for role, command, modules, site, extra in apps:
+            container = start_app(base, setup, role, command, *extra)
+            made.containers[role] = container
+            container.modules = modules
+            container.site = site
         yield made
     finally:
         for container in made.containers.values():

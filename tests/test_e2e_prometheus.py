@@ -12,8 +12,6 @@ import contextlib
 import json
 import platform
 import re
-import subprocess
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import Daemon, FakeEnvironment, free_port, tool, wait_until
+from support import Daemon, FakeEnvironment, prometheus_query, prometheus_series, tool, wait_until
 
+from bench.fleet_parts import prometheus_config, running, start_prometheus
 from monitoring.render import rendered_files
 from monitoring.settings import Settings
 
@@ -60,20 +59,11 @@ class Fleet:
 
     def query(self, expr: str) -> list[dict]:
         """An instant query; fails on a PromQL error."""
-        url = f"{self.api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{expr!r}: {error.read().decode()}") from None
-        assert body["status"] == "success", body
-        return body["data"]["result"]
+        return prometheus_query(self.api, expr)
 
     def series(self, match: str) -> list[dict]:
         """The label sets of series matching ``match``."""
-        url = f"{self.api}/api/v1/series?" + urllib.parse.urlencode({"match[]": match})
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)["data"]
+        return prometheus_series(self.api, match)
 
     def alerts(self) -> list[dict]:
         """Alerts pending or firing now."""
@@ -132,50 +122,16 @@ def fleet(tmp_path_factory):
 def running_prometheus(base: Path, daemons: list[Daemon], generated: Path) -> Iterator[str]:
     """A real Prometheus scraping ``daemons`` every second as job myapp with the generated
     rules; yields its URL once it is ready, and stops it."""
-    prometheus = tool("prometheus")
-    port = free_port()
-    prom_config = base / "prometheus.yml"
-    prom_config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(generated / "rules.yml")],
-                "scrape_configs": [
-                    {
-                        "job_name": JOB,
-                        "static_configs": [{"targets": [d.address for d in daemons]}],
-                    }
-                ],
-            }
-        )
+    config = prometheus_config(
+        base / "prometheus.yml",
+        [d.address for d in daemons],
+        generated / "rules.yml",
+        interval="1s",
+        job=JOB,
     )
-    server = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={prom_config}",
-            f"--storage.tsdb.path={base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    api = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{api}/-/ready", timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return server.poll() is not None  # exited: stop waiting, fail below
-
-        wait_until(ready, "Prometheus to start", 30)
-        assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+    with running(base / "logs") as processes:
+        _, api = start_prometheus(processes, tool("prometheus"), config, base / "data", 30)
         yield api
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def generate_mixin(generated: Path) -> None:

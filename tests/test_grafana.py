@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +13,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import FakeEnvironment, env_config, free_port, tool, wait_until
+from support import (
+    FakeEnvironment,
+    env_config,
+    prometheus_query,
+    prometheus_series,
+    tool,
+    wait_until,
+)
 
+from bench.fleet_parts import Processes, prometheus_config, start_prometheus
 from monitoring.dashboard import fleet_dashboard
 from monitoring.render import rendered_files
 from monitoring.rules import rule_groups
@@ -276,20 +280,11 @@ class Prometheus:
 
     def query(self, expr: str) -> list[dict]:
         """An instant query; fails on a PromQL error."""
-        url = f"{self.api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                body = json.load(response)
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"{expr!r}: {error.read().decode()}") from None
-        assert body["status"] == "success", body
-        return body["data"]["result"]
+        return prometheus_query(self.api, expr)
 
     def series(self, match: str) -> list[dict[str, str]]:
         """The label sets of the series matching ``match``."""
-        url = f"{self.api}/api/v1/series?" + urllib.parse.urlencode({"match[]": match})
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)["data"]
+        return prometheus_series(self.api, match)
 
     def host(self, instance: str) -> str:
         """The host name (a, b, c) of a scraped instance."""
@@ -330,50 +325,45 @@ def prometheus(tmp_path_factory) -> Iterator[Prometheus]:
     ).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    config = base / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(base / "rules.yml")],
-                "scrape_configs": [
-                    {"job_name": JOB, "static_configs": [{"targets": list(instances.values())}]}
-                ],
-            }
-        )
+    config = prometheus_config(
+        base / "prometheus.yml",
+        list(instances.values()),
+        base / "rules.yml",
+        interval="1s",
+        job=JOB,
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    processes = Processes(base / "logs")
     try:
-        server = Prometheus(f"http://127.0.0.1:{port}", instances)
+        process, url = start_prometheus(processes, binary, config, base / "data", 30)
+        server = Prometheus(url, instances)
 
         def scraped_twice() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"prometheus exited with {process.returncode}")
+            if process.popen.poll() is not None:
+                raise AssertionError(f"prometheus exited with {process.popen.returncode}")
             try:
                 # Two samples of every host: increase() over a window has data.
                 expr = f'count_over_time(up{{job="{JOB}"}}[1m]) > 1'
-                recorded = "count(count_over_time(job_module_version:module_info:count[1m]) > 1)"
-                counted = server.query(recorded)
-                return len(server.query(expr)) == len(instances) and bool(counted)
+                # Every module version recorded twice, by every shard's group (each
+                # evaluates at its own offset): as many as module_info has.
+                recorded = server.query(
+                    "count(count_over_time(job_module_version:module_info:count[1m]) > 1)"
+                )
+                versions = server.query(
+                    f'count(count by (job, target, module, version) (module_info{{job="{JOB}"}}))'
+                )
+                return (
+                    len(server.query(expr)) == len(instances)
+                    and bool(recorded)
+                    and bool(versions)
+                    and recorded[0]["value"][1] == versions[0]["value"][1]
+                )
             except (OSError, AssertionError):
                 return False
 
         wait_until(scraped_twice, "Prometheus to scrape every host twice", 30)
         yield server
     finally:
-        process.terminate()
-        process.wait(10)
+        processes.stop_all()
         for s in servers.values():
             s.shutdown()
             s.server_close()

@@ -179,6 +179,21 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def every_reader(fs: ProcFS) -> list[Callable[[int], object]]:
+    """Every reader of one pid that ``fs`` has, each called with the pid alone."""
+    return [
+        fs.stat,
+        fs.identity,
+        fs.exe,
+        fs.cwd,
+        fs.cmdline,
+        fs.cgroup,
+        fs.status_uids,
+        fs.maps,
+        lambda pid: fs.environ(pid, ["PATH"]),
+    ]
+
+
 # -- fixture trees ---------------------------------------------------------------------
 
 
@@ -248,18 +263,7 @@ def test_a_missing_btime_is_a_proc_error(tmp_path: Path) -> None:
 
 def test_a_vanished_pid_is_process_gone(fs: ProcFS) -> None:
     """Every reader of a pid whose directory does not exist raises ProcessGone."""
-    readers: list[Callable[[int], object]] = [
-        fs.stat,
-        fs.identity,
-        fs.exe,
-        fs.cwd,
-        fs.cmdline,
-        fs.cgroup,
-        fs.status_uids,
-        fs.maps,
-        lambda pid: fs.environ(pid, ["PATH"]),
-    ]
-    for read in readers:
+    for read in every_reader(fs):
         with pytest.raises(ProcessGone) as caught:
             read(4242)
         assert caught.value.pid == 4242
@@ -598,18 +602,7 @@ def test_real_process_that_exits_after_listing_is_gone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     assert child.pid in fs.pids()  # listed: running, or a zombie until reaped
     child.wait()
-    readers: list[Callable[[int], object]] = [
-        fs.stat,
-        fs.identity,
-        fs.exe,
-        fs.cwd,
-        fs.cmdline,
-        fs.cgroup,
-        fs.status_uids,
-        fs.maps,
-        lambda pid: fs.environ(pid, ["PATH"]),
-    ]
-    for read in readers:
+    for read in every_reader(fs):
         with pytest.raises(ProcessGone):
             read(child.pid)
 
