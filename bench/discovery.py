@@ -100,10 +100,24 @@ def _stats(mount: str) -> Iterator[tuple[str, bytes]]:
 
 
 def floor(mount: str = PROC) -> int:
-    """List ``mount`` and read every pid's ``stat``: the least a process listing costs."""
+    """List ``mount`` and read every pid's ``stat``: the least a process listing costs.
+
+    ``_stats``' loop written out: the generator costs about 2% (measured), and a floor that
+    is slower than it needs to be makes the ratio against it look better."""
     read = 0
-    for _, line in _stats(mount):
-        read += len(line)
+    for name in os.listdir(mount):
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open(f"{mount}/{name}/stat", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            read += len(os.read(fd, 4096))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
     return read
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import os
 import queue
 import re
@@ -16,7 +15,6 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -390,22 +388,3 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> An
             return last
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-def prometheus_query(api: str, expr: str) -> list[dict[str, Any]]:
-    """An instant query on the Prometheus at ``api``; fails on a PromQL error."""
-    url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as error:
-        raise AssertionError(f"{expr!r}: {error.read().decode()}") from None
-    assert body["status"] == "success", body
-    return list(body["data"]["result"])
-
-
-def prometheus_series(api: str, match: str) -> list[dict[str, str]]:
-    """The label sets of the series matching ``match`` on the Prometheus at ``api``."""
-    url = f"{api}/api/v1/series?" + urllib.parse.urlencode({"match[]": match})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return list(json.load(response)["data"])

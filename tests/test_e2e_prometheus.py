@@ -12,6 +12,7 @@ import contextlib
 import json
 import platform
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support import Daemon, FakeEnvironment, prometheus_query, prometheus_series, tool, wait_until
+from support import Daemon, FakeEnvironment, tool, wait_until
 
 from bench.fleet_parts import prometheus_config, running, start_prometheus
+from bench.fleet_queries import PromAPI
 from monitoring.render import rendered_files
 from monitoring.settings import Settings
 
@@ -59,11 +61,11 @@ class Fleet:
 
     def query(self, expr: str) -> list[dict]:
         """An instant query; fails on a PromQL error."""
-        return prometheus_query(self.api, expr)
+        return PromAPI(self.api).query(expr)
 
     def series(self, match: str) -> list[dict]:
         """The label sets of series matching ``match``."""
-        return prometheus_series(self.api, match)
+        return PromAPI(self.api).series(match, 0, time.time())
 
     def alerts(self) -> list[dict]:
         """Alerts pending or firing now."""

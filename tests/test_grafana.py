@@ -16,13 +16,12 @@ import yaml
 from support import (
     FakeEnvironment,
     env_config,
-    prometheus_query,
-    prometheus_series,
     tool,
     wait_until,
 )
 
 from bench.fleet_parts import Processes, prometheus_config, start_prometheus
+from bench.fleet_queries import PromAPI, QueryError
 from monitoring.dashboard import fleet_dashboard
 from monitoring.render import rendered_files
 from monitoring.rules import rule_groups
@@ -280,11 +279,11 @@ class Prometheus:
 
     def query(self, expr: str) -> list[dict]:
         """An instant query; fails on a PromQL error."""
-        return prometheus_query(self.api, expr)
+        return PromAPI(self.api).query(expr)
 
     def series(self, match: str) -> list[dict[str, str]]:
         """The label sets of the series matching ``match``."""
-        return prometheus_series(self.api, match)
+        return PromAPI(self.api).series(match, 0, time.time())
 
     def host(self, instance: str) -> str:
         """The host name (a, b, c) of a scraped instance."""
@@ -357,7 +356,7 @@ def prometheus(tmp_path_factory) -> Iterator[Prometheus]:
                     and bool(versions)
                     and recorded[0]["value"][1] == versions[0]["value"][1]
                 )
-            except (OSError, AssertionError):
+            except (OSError, AssertionError, QueryError):
                 return False
 
         wait_until(scraped_twice, "Prometheus to scrape every host twice", 30)
