@@ -306,7 +306,8 @@ def refresh_rows(table: Table, r: Refresh, environments: int, distributions: int
     )
     no_gc = med(r.cold_no_gc)
     table.add(
-        "  the same with the garbage collector off",
+        "  the same with the garbage collector off throughout (take_host pauses it itself and"
+        " collects its objects once at the end: this is what that collection costs)",
         ms(no_gc),
         f"header-only read {ms(cold_floor)}",
         f"{round_ratio(r.cold_no_gc, r.cold_floor):.2f}x",

@@ -9,7 +9,6 @@ for a configured environment, a process's root for a discovered one.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import os
 import re
 import uuid
@@ -118,26 +117,16 @@ def take_target(
         )
         identity_here = target_identity(identity, spec.name)
     earlier = previous.snapshot if previous and previous.directories == directories else None
-    # A first scan makes thousands of objects that all live on (distributions, their
-    # licences, the modules mapping): the cyclic collector, which would walk them again and
-    # again to free nothing, is paused while it runs (when it was on).
-    pause = earlier is None and gc.isenabled()
-    if pause:
-        gc.disable()
-    try:
-        snapshot = take_snapshot(
-            target_config,
-            identity_here,
-            earlier,
-            sources,
-            advisories=own.advisories if config.advisories.paths else None,
-            host_platform=own.platform,
-            python=python,
-            fs=fs,
-        )
-    finally:
-        if pause:
-            gc.enable()
+    snapshot = take_snapshot(
+        target_config,
+        identity_here,
+        earlier,
+        sources,
+        advisories=own.advisories if config.advisories.paths else None,
+        host_platform=own.platform,
+        python=python,
+        fs=fs,
+    )
     return Target(
         spec,
         snapshot,

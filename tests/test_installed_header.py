@@ -76,6 +76,11 @@ LINES = st.sampled_from(
         b"Requires-Dist: other>=1",
         b'Requires-Dist: extra; extra == "x"',
         b"Summary: Name: Version: License",
+        b"License: MIT License",
+        b"License: License",
+        b"Classifier: License :: OSI Approved :: BSD License",
+        b"Project-URL: License, https://example.org/License",
+        b"Summary: License License License License License License License License License",
         b"name: lower",
     ]
 )
@@ -122,3 +127,61 @@ def test_the_header_block_is_cut_where_it_was(lines, blank):
         return lambda size: chunks.pop(0) if chunks else b""
 
     assert _header_of(reader()) == _header_block(_read_header(reader()))
+
+
+VALUES = st.sampled_from(
+    [
+        b"Foo_Bar",
+        b"1.0",
+        b"a b",
+        b" spaced",
+        b"trailing ",
+        b"\xc3\xa9t\xc3\xa9",
+        b"x" * 200,
+        b"x" * 201,
+        b"",
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from([b"2.1", b"1.0", b"2.4", b"", b"2.1 "]),
+    VALUES,
+    VALUES,
+    st.lists(LINES, max_size=12),
+    st.sampled_from([b"\n\n", b"\n\nBody\nLicense: body\n", b"\n"]),
+    st.sampled_from([0, 4096 - 64, 4096 - 8]),
+)
+def test_a_file_read_the_common_way_gives_what_the_general_way_gives(
+    tmp_path_factory, version, name, release, lines, rest, pad
+):
+    """A METADATA file that starts with Metadata-Version, Name and Version (read by the
+    common-top path, whatever its values: a value the pattern refuses goes the general
+    way) gives the name, version, licence and requirements, or the same error, that the
+    general reading of its header block gives, however far into the first read the
+    header ends."""
+    from exporter.collectors.installed import _header_block, _read_header, read_distribution
+
+    top = b"Metadata-Version: " + version + b"\nName: " + name + b"\nVersion: " + release + b"\n"
+    middle = b"\n".join(lines)
+    filler = b"Summary: " + b"s" * pad + b"\n" if pad else b""
+    data = top + filler + middle + rest
+    path = tmp_path_factory.mktemp("m") / "METADATA"
+    path.write_bytes(data)
+    chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+    header = _header_block(_read_header(lambda size: chunks.pop(0) if chunks else b""))
+    try:
+        expected = _distribution(header)
+    except MetadataError as exc:
+        with pytest.raises(MetadataError, match=f"^{exc}$"):
+            read_distribution(str(path))
+        return
+    got = read_distribution(str(path))
+    assert got == expected
+    assert got.info is not None
+    assert expected.info is not None
+    assert (got.info.licence_block, got.info.requires_block) == (
+        expected.info.licence_block,
+        expected.info.requires_block,
+    )

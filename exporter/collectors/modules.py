@@ -22,6 +22,8 @@ class ModuleFilter:
 
     def apply(self, modules: Mapping[str, str]) -> dict[str, str]:
         """The kept entries of ``modules``, sorted by name."""
+        if self._include is None and self._exclude is None:
+            return {name: modules[name] for name in sorted(modules)}
         return {name: modules[name] for name in sorted(modules) if self(name)}
 
 

@@ -66,34 +66,42 @@ def package_info(header: bytes, name: str) -> PackageInfo:
     return PackageInfo(name, licence_stretch(header), requires_stretch(header))
 
 
-def licence_stretch(header: bytes) -> bytes:
-    """The licence lines of ``header`` (which starts with a newline), from the first to the
-    last, and the character after the last one's end."""
-    field = header.find(b"\nLicense")
-    classifier = header.find(b"\nClassifier: License ::")
+def licence_stretch(header: bytes, start: int = 0, end: int = -1) -> bytes:
+    """The licence lines of ``header[start:end]`` (which starts with a newline; ``end`` -1:
+    the whole), from the first to the last, and the character after the last one's end."""
+    if end < 0:
+        end = len(header)
+    find, rfind = header.find, header.rfind
+    field = find(b"\nLicense", start, end)
+    classifier = find(b"\nClassifier: License ::", start, end)
     if classifier < 0:
         if field < 0:
             return b""
-        start, last = field, header.rfind(b"\nLicense", field)
+        first, last = field, rfind(b"\nLicense", field, end)
     else:
-        last = header.rfind(b"\nClassifier: License ::", classifier)
+        last = rfind(b"\nClassifier: License ::", classifier, end)
         if field < 0:
-            start = classifier
+            first = classifier
         else:
+            first = field if field < classifier else classifier
             # Only a License line after the last classifier can be the last licence line.
-            start, last = min(field, classifier), max(last, header.rfind(b"\nLicense", last))
-    end = header.find(b"\n", last + 1)
-    return header[start : len(header) if end < 0 else end + 2]
+            later = rfind(b"\nLicense", last, end)
+            if later > last:
+                last = later
+    stop = find(b"\n", last + 1, end)
+    return header[first : end if stop < 0 or stop + 2 > end else stop + 2]
 
 
-def requires_stretch(header: bytes) -> bytes:
-    """From the first ``Requires-Dist`` line of ``header`` (which starts with a newline) to
-    the end of the last one."""
-    first = header.find(b"\nRequires-Dist:")
+def requires_stretch(header: bytes, start: int = 0, end: int = -1) -> bytes:
+    """From the first ``Requires-Dist`` line of ``header[start:end]`` (which starts with a
+    newline; ``end`` -1: the whole) to the end of the last one."""
+    if end < 0:
+        end = len(header)
+    first = header.find(b"\nRequires-Dist:", start, end)
     if first < 0:
         return b""
-    end = header.find(b"\n", header.rfind(b"\nRequires-Dist:") + 15)
-    return header[first + 1 : end if end >= 0 else len(header)]
+    stop = header.find(b"\n", header.rfind(b"\nRequires-Dist:", first, end) + 15, end)
+    return header[first + 1 : end if stop < 0 else stop]
 
 
 _parsed_licences: dict[bytes, tuple[str, str, tuple[str, ...]]] = {}

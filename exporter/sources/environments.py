@@ -41,7 +41,16 @@ class TargetUnreadable(Exception):
 
 def environment_targets(config: Config) -> tuple[TargetSpec, ...]:
     """The targets of ``targets.environments``, in configured order."""
-    return tuple(_spec(target) for target in config.targets.environments)
+    global _last_specs
+    last = _last_specs
+    if last is not None and last[0] is config:
+        return last[1]  # every refresh asks again with the same (immutable) config
+    specs = tuple(_spec(target) for target in config.targets.environments)
+    _last_specs = (config, specs)
+    return specs
+
+
+_last_specs: tuple[Config, tuple[TargetSpec, ...]] | None = None
 
 
 def _spec(target: EnvironmentTargetConfig) -> TargetSpec:
@@ -65,7 +74,7 @@ def site_directories(paths: Sequence[str], *, fs: FileSystem = HOST) -> tuple[st
     directory, cannot be listed, or is a venv root without site-packages.
     """
     found: list[str] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     for path in paths:
         try:
             is_venv = fs.is_file(os.path.join(path, "pyvenv.cfg"))
@@ -79,11 +88,11 @@ def site_directories(paths: Sequence[str], *, fs: FileSystem = HOST) -> tuple[st
             raise TargetUnreadable(f"{path}: a virtual environment without site-packages")
         for directory in directories:
             try:
-                real = fs.realpath(directory)
-            except OSError as exc:  # strict in a process's root: it went away since
+                info = fs.stat(directory)  # one stat, not realpath's lstat of every part
+            except OSError as exc:  # it went away since
                 raise TargetUnreadable(f"{directory}: {exc.strerror or exc}") from None
-            if real not in seen:
-                seen.add(real)
+            if (info.st_dev, info.st_ino) not in seen:  # the same directory by another name
+                seen.add((info.st_dev, info.st_ino))
                 found.append(directory)
     return tuple(found)
 
