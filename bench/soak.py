@@ -173,7 +173,10 @@ def main() -> int:
         stop.set()
         changer.join(5)
         rss_end = rss_kib(daemon.pid)
-        time.sleep(1.0)  # let the closed client connections go
+        # Let the closed client connections go, and the last change leave the racy window
+        # (RACY_SECONDS, 2 s): until then every refresh lists the changed directory again,
+        # holding its descriptor while it reads the directory's files.
+        time.sleep(3.0)
         fds_after = open_fds(daemon.pid)
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
