@@ -12,11 +12,12 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -66,25 +67,53 @@ class FakeEnvironment:
         return self.install_raw(f"{name}-{version}", text.encode(), kind=kind)
 
     def install_raw(self, stem: str, metadata: bytes, *, kind: str = "dist-info") -> Path:
-        """Write metadata bytes as they are, for hostile and broken cases."""
-        if kind == "egg-info-file":
-            target = self.path / f"{stem}.egg-info"
-            target.write_bytes(metadata)
-            return target
-        folder = self.path / f"{stem}.{kind}"
-        folder.mkdir()
-        (folder / ("METADATA" if kind == "dist-info" else "PKG-INFO")).write_bytes(metadata)
-        return folder
+        """Write metadata bytes as they are, for hostile and broken cases.
+
+        The entry is made in a staging directory and renamed into place whole, so a daemon
+        refreshing meanwhile sees it complete or not at all (never a dist-info directory
+        without its METADATA, which it would count as skipped).
+        """
+        name = f"{stem}.egg-info" if kind == "egg-info-file" else f"{stem}.{kind}"
+        with self._staging() as staging:
+            if kind == "egg-info-file":
+                (staging / name).write_bytes(metadata)
+            else:
+                (staging / name).mkdir()
+                file = "METADATA" if kind == "dist-info" else "PKG-INFO"
+                (staging / name / file).write_bytes(metadata)
+            (staging / name).rename(self.path / name)
+        return self.path / name
 
     def remove(self, name: str) -> None:
-        """Delete every metadata entry of ``name``."""
-        for entry in self.path.glob(f"{name}-*"):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        """Delete every metadata entry of ``name``, each renamed out of the way first, whole."""
+        self._remove(list(self.path.glob(f"{name}-*")))
 
     def upgrade(self, name: str, version: str) -> None:
-        """Replace ``name`` with another version, as pip does."""
-        self.remove(name)
+        """Replace ``name`` with another version: the new one installed, then the old removed.
+
+        Never a moment with neither (pip's own upgrade has one: it stashes the old files before
+        it writes the new), so a daemon refreshing meanwhile counts an upgrade, which the tests
+        that count one rely on.
+        """
+        old = list(self.path.glob(f"{name}-*"))
         self.install(name, version)
+        self._remove(old)
+
+    def _remove(self, entries: list[Path]) -> None:
+        with self._staging() as staging:
+            for entry in entries:
+                moved = entry.rename(staging / entry.name)
+                shutil.rmtree(moved) if moved.is_dir() else moved.unlink()
+
+    @contextlib.contextmanager
+    def _staging(self) -> Iterator[Path]:
+        # Inside the directory (a rename cannot cross file systems), under a name that no
+        # scan reads: not a .dist-info, .egg-info, .egg or .pth.
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.path))
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging)
 
 
 def make_venv(path: Path) -> FakeEnvironment:
