@@ -21,7 +21,10 @@ it, which changes its mtime (a zip is rewritten whole). A ``.pth`` file is
 stat'ed on every scan as well, since easy_install rewrites one in place without
 changing its directory's mtime. An entry changed less than ``RACY_SECONDS``
 before it was scanned is read again next time, since a change within the
-file system's timestamp granularity would otherwise go unseen.
+file system's timestamp granularity would otherwise go unseen. A directory whose
+mtime changed while it was read (a pip install meanwhile) is listed again, so that
+a scan does not report an entry removed before its read as skipped, nor miss the
+one that replaced it.
 
 Every file is read through a :class:`~exporter.filesystem.FileSystem` (``fs``,
 the host's own by default): given a process's root, the paths are as the process
@@ -56,6 +59,12 @@ if TYPE_CHECKING:
     import zipfile
 
 RACY_SECONDS = 2.0
+# A directory that changed while it was read (pip installing or removing meanwhile) may
+# have been read half before and half after: an entry listed and gone before its read, a
+# new one not listed. Its mtime after the reads tells; a changed one is listed again, at
+# most this many times (one that keeps changing is taken as last read: it stays racy, so
+# the next refresh lists it again).
+_RELISTS = 2
 MAX_NAME_LENGTH = 200
 MAX_VERSION_LENGTH = 200
 _HEAD_BYTES = 4096  # most headers end within it, classifiers included
@@ -240,7 +249,7 @@ class _Scanner:
             return before
         scanned_at = self.clock()
         if stat.S_ISDIR(info.st_mode):
-            scan = _scan_directory(path, info.st_mtime_ns, scanned_at, self.fs)
+            scan = _scan_directory(path, info.st_mtime_ns, scanned_at, self.fs, self.clock)
         elif stat.S_ISREG(info.st_mode) or is_egg(path):
             scan = _scan_archive(path, info.st_mtime_ns, scanned_at, self.fs)
         else:
@@ -274,15 +283,25 @@ class _Scanner:
 
 
 def _scan_directory(
-    path: str, mtime_ns: int, scanned_at: float, fs: FileSystem
+    path: str, mtime_ns: int, scanned_at: float, fs: FileSystem, clock: Callable[[], float]
 ) -> DirectoryScan | None:
-    try:
-        with _Listing(path, fs) as listing:
-            return _scan_listing(path, listing, mtime_ns, scanned_at, fs)
-    except (NotADirectoryError, FileNotFoundError):
-        return None
-    except OSError as exc:
-        return DirectoryScan(path, mtime_ns, False, (), (Skipped(path, f"cannot list: {exc}"),))
+    for _ in range(_RELISTS + 1):
+        try:
+            with _Listing(path, fs) as listing:
+                scan = _scan_listing(path, listing, mtime_ns, scanned_at, fs)
+        except (NotADirectoryError, FileNotFoundError):
+            return None
+        except OSError as exc:
+            reason = f"cannot list: {exc}"
+            return DirectoryScan(path, mtime_ns, False, (), (Skipped(path, reason),))
+        try:
+            now = fs.stat(path).st_mtime_ns
+        except (OSError, ValueError):
+            return scan  # gone meanwhile: the next scan's stat of it finds that
+        if now == mtime_ns:
+            return scan
+        mtime_ns, scanned_at = now, clock()
+    return scan
 
 
 class _Listing:
