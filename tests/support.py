@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 # free_port: the fleet benchmark's, re-exported for the tests that take it from here.
 from bench.fleet_parts import free_port as free_port
 from exporter.config import Config, config_from_mapping
+from exporter.filesystem import HOST
 from exporter.snapshot import Sources
 from exporter.web import REFRESHER
 
@@ -114,6 +115,64 @@ class FakeEnvironment:
             yield staging
         finally:
             shutil.rmtree(staging)
+
+
+class RecordingFileSystem:
+    """HOST, logging every (operation, path) it is asked for, and calling ``hook`` with the
+    two before each operation (to change the files at an exact moment of a scan)."""
+
+    def __init__(self, hook: Callable[[str, str], None] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.hook = hook
+
+    def paths(self, *operations: str) -> list[str]:
+        """The paths asked for, in order, by the given operations (all when none is given)."""
+        return [path for op, path in self.calls if not operations or op in operations]
+
+    def _log(self, operation: str, path: str) -> None:
+        self.calls.append((operation, path))
+        if self.hook is not None:
+            self.hook(operation, path)
+
+    def open(self, path: str, flags: int = os.O_RDONLY) -> int:
+        """HOST.open, logged."""
+        self._log("open", path)
+        return HOST.open(path, flags)
+
+    def stat(self, path: str) -> os.stat_result:
+        """HOST.stat, logged."""
+        self._log("stat", path)
+        return HOST.stat(path)
+
+    def lstat(self, path: str) -> os.stat_result:
+        """HOST.lstat, logged."""
+        self._log("lstat", path)
+        return HOST.lstat(path)
+
+    def listdir(self, path: str) -> list[str]:
+        """HOST.listdir, logged."""
+        self._log("listdir", path)
+        return HOST.listdir(path)
+
+    def readlink(self, path: str) -> str:
+        """HOST.readlink, logged."""
+        self._log("readlink", path)
+        return HOST.readlink(path)
+
+    def realpath(self, path: str) -> str:
+        """HOST.realpath, logged."""
+        self._log("realpath", path)
+        return HOST.realpath(path)
+
+    def is_dir(self, path: str) -> bool:
+        """HOST.is_dir, logged."""
+        self._log("is_dir", path)
+        return HOST.is_dir(path)
+
+    def is_file(self, path: str) -> bool:
+        """HOST.is_file, logged."""
+        self._log("is_file", path)
+        return HOST.is_file(path)
 
 
 def make_venv(path: Path) -> FakeEnvironment:

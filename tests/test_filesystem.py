@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from support import FakeEnvironment, git, tool
+from support import FakeEnvironment, RecordingFileSystem, git, tool
 
 from exporter.collectors.commit import MAX_COMMIT_FILE_BYTES, collect_commit
 from exporter.collectors.git import read_head_commit
@@ -26,57 +26,6 @@ from exporter.filesystem import HOST, NotRegularFile, read_regular
 from exporter.sources.environments import site_directories
 
 LATER = 3600.0  # a clock this far ahead makes every scanned entry old enough to be reused
-
-
-class RecordingFileSystem:
-    """HOST, logging every (operation, path) it is asked for."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str]] = []
-
-    def paths(self, *operations: str) -> list[str]:
-        """The paths asked for, in order, by the given operations (all when none is given)."""
-        return [path for op, path in self.calls if not operations or op in operations]
-
-    def open(self, path: str, flags: int = os.O_RDONLY) -> int:
-        """HOST.open, logged."""
-        self.calls.append(("open", path))
-        return HOST.open(path, flags)
-
-    def stat(self, path: str) -> os.stat_result:
-        """HOST.stat, logged."""
-        self.calls.append(("stat", path))
-        return HOST.stat(path)
-
-    def lstat(self, path: str) -> os.stat_result:
-        """HOST.lstat, logged."""
-        self.calls.append(("lstat", path))
-        return HOST.lstat(path)
-
-    def listdir(self, path: str) -> list[str]:
-        """HOST.listdir, logged."""
-        self.calls.append(("listdir", path))
-        return HOST.listdir(path)
-
-    def readlink(self, path: str) -> str:
-        """HOST.readlink, logged."""
-        self.calls.append(("readlink", path))
-        return HOST.readlink(path)
-
-    def realpath(self, path: str) -> str:
-        """HOST.realpath, logged."""
-        self.calls.append(("realpath", path))
-        return HOST.realpath(path)
-
-    def is_dir(self, path: str) -> bool:
-        """HOST.is_dir, logged."""
-        self.calls.append(("is_dir", path))
-        return HOST.is_dir(path)
-
-    def is_file(self, path: str) -> bool:
-        """HOST.is_file, logged."""
-        self.calls.append(("is_file", path))
-        return HOST.is_file(path)
 
 
 class Audit:

@@ -11,7 +11,7 @@ import time
 import zipfile
 
 import pytest
-from support import FakeEnvironment
+from support import FakeEnvironment, RecordingFileSystem
 
 from exporter.collectors.installed import (
     RACY_SECONDS,
@@ -210,28 +210,6 @@ def test_dist_info_deleted_during_the_scan_is_skipped_not_fatal(fake_env):
     assert all("cannot read" in s.reason for s in scan.skipped())
 
 
-class HookedFileSystem:
-    """The host's files, through the general (non-host) reading path, with a hook per call."""
-
-    def __init__(self, on_open=None, on_listdir=None):
-        self.on_open, self.on_listdir, self.listed = on_open, on_listdir, 0
-        self.stat, self.lstat, self.readlink = os.stat, os.lstat, os.readlink
-        self.realpath, self.is_dir, self.is_file = os.path.realpath, os.path.isdir, os.path.isfile
-
-    def open(self, path, flags=os.O_RDONLY):
-        """The hook, then ``os.open``."""
-        if self.on_open is not None:
-            self.on_open(path)
-        return os.open(path, flags)
-
-    def listdir(self, path):
-        """Counted, the hook, then ``os.listdir``."""
-        self.listed += 1
-        if self.on_listdir is not None:
-            self.on_listdir(path)
-        return os.listdir(path)
-
-
 def test_a_directory_changed_between_its_listing_and_its_reads_is_listed_again(fake_env):
     """An upgrade that lands between the listing and the read of the old entry (listed, gone
     when read; the new one not listed) is seen as the upgrade, with nothing skipped."""
@@ -239,18 +217,19 @@ def test_a_directory_changed_between_its_listing_and_its_reads_is_listed_again(f
     fake_env.install("six", "1.16.0")
     age(fake_env.path)  # last changed an hour ago, whatever the file system's clock grain
 
-    def upgrade_once(path):
-        if path.endswith("Django-4.2.0.dist-info/METADATA") and not upgraded:
+    def upgrade_once(operation, path):
+        old = path.endswith("Django-4.2.0.dist-info/METADATA")
+        if operation == "open" and old and not upgraded:
             upgraded.append(path)
             fake_env.upgrade("Django", "4.2.1")
 
     upgraded: list[str] = []
-    fs = HookedFileSystem(on_open=upgrade_once)
+    fs = RecordingFileSystem(upgrade_once)
     scan = scan_installed([str(fake_env.path)], fs=fs)
     assert upgraded
     assert scan.distributions() == {"django": "4.2.1", "six": "1.16.0"}
     assert scan.skipped() == ()
-    assert fs.listed == 2
+    assert len(fs.paths("listdir")) == 2
 
 
 def test_a_directory_that_keeps_changing_is_listed_a_bounded_number_of_times(fake_env):
@@ -258,16 +237,17 @@ def test_a_directory_that_keeps_changing_is_listed_a_bounded_number_of_times(fak
     and read again by the next scan."""
     fake_env.install("six", "1.16.0")
 
-    def change(path):
-        mtime = 1_000_000_000 + fs.listed  # a different one at each listing
-        os.utime(path, (mtime, mtime))
+    def change(operation, path):
+        if operation == "listdir":
+            mtime = 1_000_000_000 + len(fs.calls)  # a different one at each listing
+            os.utime(path, (mtime, mtime))
 
-    fs = HookedFileSystem(on_listdir=change)
+    fs = RecordingFileSystem(change)
     scan = scan_installed([str(fake_env.path)], fs=fs)
-    assert fs.listed == 3
+    assert len(fs.paths("listdir")) == 3
     assert scan.distributions() == {"six": "1.16.0"}
     scan_installed([str(fake_env.path)], scan, fs=fs)
-    assert fs.listed == 6
+    assert len(fs.paths("listdir")) == 6
 
 
 # ------------------------------------------------ eggs, .pth files, develop installs
